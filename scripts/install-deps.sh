@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Brings every Debian 12 package that Pigeon's build and test suite need.
+# Idempotent: when everything is present it only asks dpkg and exits (well under a second).
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config clang clang-format clang-tidy
+  libclang-rt-14-dev   # libFuzzer and the sanitizer runtimes for clang 14
+  git python3
+  # libraries (shared/DESIGN.md: Debian's packages only)
+  libexpected-dev libfmt-dev libspdlog-dev
+  libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,61 @@
+#include "core/base64.hpp"
+
+#include <openssl/evp.h>
+
+namespace pigeon {
+namespace {
+
+bool in_alphabet(char c) noexcept
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+} // namespace
+
+std::string base64_encode(std::string_view bytes)
+{
+    std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+    if (bytes.empty()) {
+        return out;
+    }
+    // EVP_EncodeBlock takes an int length; SASL payloads are bounded far below INT_MAX.
+    const int written =
+        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                        reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+    out.resize(static_cast<std::size_t>(written));
+    return out;
+}
+
+Result<std::string> base64_decode(std::string_view text)
+{
+    if (text.size() % 4 != 0) {
+        return fail(errc::bad_base64);
+    }
+    std::size_t padding = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '=') {
+            // '=' only in the last two positions, and never followed by a non-'=' character.
+            if (i + 2 < text.size()) {
+                return fail(errc::bad_base64);
+            }
+            ++padding;
+        } else if (!in_alphabet(c) || padding != 0) {
+            return fail(errc::bad_base64);
+        }
+    }
+    std::string out(text.size() / 4 * 3, '\0');
+    if (text.empty()) {
+        return out;
+    }
+    const int written =
+        EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                        reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+    if (written < 0 || static_cast<std::size_t>(written) != out.size()) {
+        return fail(errc::bad_base64);
+    }
+    out.resize(out.size() - padding);
+    return out;
+}
+
+} // namespace pigeon

@@ -1,0 +1,113 @@
+#include "core/strings.hpp"
+
+#include <charconv>
+
+namespace pigeon {
+
+std::string to_ascii_upper(std::string_view text)
+{
+    std::string out(text);
+    for (char& c : out) {
+        c = ascii_upper(c);
+    }
+    return out;
+}
+
+namespace {
+
+template <class T>
+std::optional<T> parse_unsigned(std::string_view digits) noexcept
+{
+    if (digits.empty()) {
+        return std::nullopt;
+    }
+    for (const char c : digits) {
+        if (c < '0' || c > '9') {
+            return std::nullopt;
+        }
+    }
+    T value = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec != std::errc{} || end != digits.data() + digits.size()) {
+        return std::nullopt;
+    }
+    return value;
+}
+
+} // namespace
+
+std::optional<std::uint32_t> parse_u32(std::string_view digits) noexcept
+{
+    return parse_unsigned<std::uint32_t>(digits);
+}
+
+std::optional<std::uint64_t> parse_u64(std::string_view digits) noexcept
+{
+    return parse_unsigned<std::uint64_t>(digits);
+}
+
+bool is_ascii(std::string_view text) noexcept
+{
+    for (const char c : text) {
+        if (static_cast<unsigned char>(c) >= 0x80) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool has_control_characters(std::string_view text) noexcept
+{
+    for (const char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte < 0x20 || byte == 0x7F) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool is_valid_utf8(std::string_view text) noexcept
+{
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto lead = static_cast<unsigned char>(text[i]);
+        std::size_t length = 0;
+        std::uint32_t code_point = 0;
+        if (lead < 0x80) {
+            ++i;
+            continue;
+        }
+        if ((lead & 0xE0U) == 0xC0U) {
+            length = 2;
+            code_point = lead & 0x1FU;
+        } else if ((lead & 0xF0U) == 0xE0U) {
+            length = 3;
+            code_point = lead & 0x0FU;
+        } else if ((lead & 0xF8U) == 0xF0U) {
+            length = 4;
+            code_point = lead & 0x07U;
+        } else {
+            return false;
+        }
+        if (i + length > text.size()) {
+            return false;
+        }
+        for (std::size_t k = 1; k < length; ++k) {
+            const auto continuation = static_cast<unsigned char>(text[i + k]);
+            if ((continuation & 0xC0U) != 0x80U) {
+                return false;
+            }
+            code_point = (code_point << 6U) | (continuation & 0x3FU);
+        }
+        constexpr std::uint32_t minimum[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (code_point < minimum[length] || code_point > 0x10FFFF ||
+            (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+            return false;
+        }
+        i += length;
+    }
+    return true;
+}
+
+} // namespace pigeon

@@ -1,0 +1,53 @@
+// The storage interfaces (shared/DESIGN.md §4). A MaildropStore opens a user's maildrop as a
+// locked snapshot (RFC 1939 §8: one session per maildrop); the Maildrop lists its messages
+// through MessageListing, streams them, and commits deletions. This module knows nothing of
+// POP3 wire formats.
+//
+// Backends: memory/ here; maildir/ and mbox/ come with the storage issue behind the same
+// interfaces and the same conformance suite.
+#pragma once
+
+#include "core/message_listing.hpp"
+#include "core/result.hpp"
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string_view>
+
+namespace pigeon::storage {
+
+// Reads one message's stored bytes from the start, in pieces.
+class MessageReader {
+public:
+    MessageReader() = default;
+    MessageReader(const MessageReader&) = delete;
+    MessageReader& operator=(const MessageReader&) = delete;
+    virtual ~MessageReader() = default;
+
+    // Fills up to buffer.size() bytes; 0 means the end of the message.
+    [[nodiscard]] virtual Result<std::size_t> read(std::span<char> buffer) = 0;
+};
+
+// A user's maildrop, locked and frozen at the moment it was opened. Deliveries that arrive
+// later are seen by the next session, never by this one. Destroying it releases the lock and
+// commits nothing.
+class Maildrop : public MessageListing {
+public:
+    [[nodiscard]] virtual Result<std::unique_ptr<MessageReader>> open_message(MessageIndex index) = 0;
+    // Removes the given messages durably; the others stay untouched whatever happens.
+    [[nodiscard]] virtual Result<void> commit(std::span<const MessageIndex> deletions) = 0;
+};
+
+class MaildropStore {
+public:
+    MaildropStore() = default;
+    MaildropStore(const MaildropStore&) = delete;
+    MaildropStore& operator=(const MaildropStore&) = delete;
+    virtual ~MaildropStore() = default;
+
+    // errc::maildrop_in_use while another session holds the user's maildrop.
+    [[nodiscard]] virtual Result<std::unique_ptr<Maildrop>> open(std::string_view user) = 0;
+};
+
+} // namespace pigeon::storage
