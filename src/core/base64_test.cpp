@@ -1,0 +1,52 @@
+#include "core/base64.hpp"
+
+#include <gtest/gtest.h>
+
+namespace pigeon {
+namespace {
+
+// RFC 4648 §10 test vectors.
+TEST(Base64, Rfc4648Vectors)
+{
+    const std::pair<const char*, const char*> vectors[] = {
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
+    };
+    for (const auto& [plain, encoded] : vectors) {
+        EXPECT_EQ(base64_encode(plain), encoded);
+        const auto decoded = base64_decode(encoded);
+        ASSERT_TRUE(decoded) << encoded;
+        EXPECT_EQ(*decoded, plain);
+    }
+}
+
+TEST(Base64, BinaryRoundTrip)
+{
+    std::string bytes;
+    for (int i = 0; i < 256; ++i) {
+        bytes.push_back(static_cast<char>(i));
+    }
+    for (std::size_t length = 0; length <= bytes.size(); ++length) {
+        const auto prefix = bytes.substr(0, length);
+        const auto decoded = base64_decode(base64_encode(prefix));
+        ASSERT_TRUE(decoded);
+        EXPECT_EQ(*decoded, prefix);
+    }
+}
+
+TEST(Base64, RejectsMalformedInput)
+{
+    for (const char* bad : {"Zg=", "Zg", "Z===", "Zg==Zg==", "Zm9v\r\n", "Zm 9v", "Zm9v!", "=Zm9", "Zg=a"}) {
+        const auto decoded = base64_decode(bad);
+        ASSERT_FALSE(decoded) << bad;
+        EXPECT_EQ(decoded.error(), make_error_code(errc::bad_base64));
+    }
+}
+
+} // namespace
+} // namespace pigeon

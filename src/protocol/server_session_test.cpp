@@ -1,0 +1,179 @@
+// Step-level tests of ServerSession: the order and content of steps, which transcripts cannot
+// see. Whole dialogues are in tests/transcripts.
+#include "protocol/server_session.hpp"
+
+#include "session_driver.hpp"
+
+#include <gtest/gtest.h>
+
+namespace pigeon::protocol {
+namespace {
+
+class FixedListing final : public MessageListing {
+public:
+    [[nodiscard]] std::uint32_t message_count() const noexcept override { return 2; }
+    [[nodiscard]] std::uint64_t message_octets(MessageIndex index) const noexcept override
+    {
+        return index.value == 0 ? 120 : 200;
+    }
+    [[nodiscard]] std::string_view unique_id(MessageIndex index) const noexcept override
+    {
+        return index.value == 0 ? "uid-a" : "uid-b";
+    }
+};
+
+std::string send_bytes(ServerSession& session)
+{
+    auto step = session.next_step();
+    EXPECT_TRUE(std::holds_alternative<step::SendBytes>(step)) << "step " << step.index();
+    return std::holds_alternative<step::SendBytes>(step) ? std::get<step::SendBytes>(step).bytes : "";
+}
+
+ServerSession logged_in_session()
+{
+    ServerPolicy policy;
+    policy.plaintext_auth_without_tls = true;
+    ServerSession session(policy);
+    EXPECT_EQ(send_bytes(session), "+OK Pigeon POP3 server ready.\r\n");
+    session.receive("USER alice\r\nPASS secret\r\n");
+    EXPECT_EQ(send_bytes(session), "+OK\r\n");
+    auto check = session.next_step();
+    EXPECT_TRUE(std::holds_alternative<step::CheckCredentials>(check));
+    EXPECT_TRUE(std::holds_alternative<step::Wait>(session.next_step()));
+    session.on_credentials_checked({{}, "alice"});
+    auto open = session.next_step();
+    EXPECT_TRUE(std::holds_alternative<step::OpenMaildrop>(open));
+    session.on_maildrop_opened({}, std::make_shared<FixedListing>());
+    EXPECT_EQ(send_bytes(session), "+OK Logged in, maildrop has 2 messages (320 octets)\r\n");
+    return session;
+}
+
+TEST(ServerSession, CredentialsStepCarriesWhatTheClientSent)
+{
+    ServerPolicy policy;
+    policy.plaintext_auth_without_tls = true;
+    ServerSession session(policy);
+    (void)send_bytes(session);
+    session.receive("USER alice\r\nPASS two words\r\n");
+    (void)send_bytes(session);
+    auto step = session.next_step();
+    ASSERT_TRUE(std::holds_alternative<step::CheckCredentials>(step));
+    const auto& check = std::get<step::CheckCredentials>(step);
+    EXPECT_EQ(check.mechanism, "USER");
+    const auto& password = std::get<sasl::PasswordCredentials>(check.credentials);
+    EXPECT_EQ(password.authcid, "alice");
+    EXPECT_EQ(password.password.view(), "two words");
+    // Commands pipelined behind PASS wait until the check is answered.
+    session.receive("STAT\r\n");
+    EXPECT_TRUE(std::holds_alternative<step::Wait>(session.next_step()));
+}
+
+TEST(ServerSession, RetrAsksForTheMessageWithItsSize)
+{
+    auto session = logged_in_session();
+    session.receive("RETR 2\r\nTOP 1 5\r\n");
+    auto retr = session.next_step();
+    ASSERT_TRUE(std::holds_alternative<step::StreamMessage>(retr));
+    EXPECT_EQ(std::get<step::StreamMessage>(retr).message, MessageIndex{1});
+    EXPECT_FALSE(std::get<step::StreamMessage>(retr).top_body_lines);
+    EXPECT_EQ(std::get<step::StreamMessage>(retr).ok_line, "+OK 200 octets\r\n");
+    session.on_message_sent();
+    auto top = session.next_step();
+    ASSERT_TRUE(std::holds_alternative<step::StreamMessage>(top));
+    EXPECT_EQ(std::get<step::StreamMessage>(top).top_body_lines, 5U);
+    session.on_message_failed(make_error_code(errc::message_unavailable));
+    EXPECT_EQ(send_bytes(session), "-ERR [SYS/TEMP] Message unavailable, try again later.\r\n");
+}
+
+TEST(ServerSession, QuitCommitsExactlyTheMarkedMessages)
+{
+    auto session = logged_in_session();
+    session.receive("DELE 2\r\nRETR 1\r\n");
+    EXPECT_EQ(send_bytes(session), "+OK message 2 deleted\r\n");
+    ASSERT_TRUE(std::holds_alternative<step::StreamMessage>(session.next_step()));
+    session.on_message_sent();
+    session.receive("QUIT\r\n");
+    auto step = session.next_step();
+    ASSERT_TRUE(std::holds_alternative<step::CommitUpdate>(step));
+    const auto& update = std::get<step::CommitUpdate>(step);
+    EXPECT_EQ(update.deletions, std::vector<MessageIndex>{MessageIndex{1}});
+    EXPECT_EQ(update.retrieved, std::vector<MessageIndex>{MessageIndex{0}});
+    EXPECT_EQ(session.state(), SessionState::update);
+    session.on_update_committed({});
+    EXPECT_EQ(send_bytes(session), "+OK Pigeon POP3 server signing off (1 message left).\r\n");
+    EXPECT_TRUE(std::holds_alternative<step::Close>(session.next_step()));
+    EXPECT_EQ(session.state(), SessionState::closed);
+}
+
+TEST(ServerSession, StlsDiscardsPipelinedPlaintext)
+{
+    ServerPolicy policy;
+    policy.tls_available = true;
+    ServerSession session(policy);
+    (void)send_bytes(session);
+    session.receive("STLS\r\nUSER injected\r\n");
+    EXPECT_EQ(send_bytes(session), "+OK Begin TLS negotiation now.\r\n");
+    EXPECT_TRUE(std::holds_alternative<step::StartTls>(session.next_step()));
+    session.receive("PASS injected\r\n"); // still plaintext: ignored
+    EXPECT_TRUE(std::holds_alternative<step::Wait>(session.next_step()));
+    session.on_tls_started();
+    EXPECT_TRUE(session.tls_active());
+    EXPECT_TRUE(std::holds_alternative<step::NeedInput>(session.next_step()));
+    session.receive("CAPA\r\n");
+    const auto capa = send_bytes(session);
+    EXPECT_EQ(capa.find("STLS"), std::string::npos);
+    EXPECT_NE(capa.find("\r\nUSER\r\n"), std::string::npos); // plaintext is fine inside TLS
+}
+
+TEST(ServerSession, InputAfterQuitIsIgnored)
+{
+    ServerPolicy policy;
+    ServerSession session(policy);
+    (void)send_bytes(session);
+    session.receive("QUIT\r\nNOOP\r\n");
+    EXPECT_EQ(send_bytes(session), "+OK Pigeon POP3 server signing off.\r\n");
+    EXPECT_TRUE(std::holds_alternative<step::Close>(session.next_step()));
+    session.receive("NOOP\r\n");
+    EXPECT_TRUE(std::holds_alternative<step::Close>(session.next_step()));
+}
+
+TEST(ServerSession, PipelinedRepliesAreCoalesced)
+{
+    auto session = logged_in_session();
+    session.receive("STAT\r\nNOOP\r\nLIST 1\r\nUIDL 2\r\n");
+    EXPECT_EQ(send_bytes(session), "+OK 2 320\r\n+OK\r\n+OK 1 120\r\n+OK 2 uid-b\r\n");
+    EXPECT_TRUE(std::holds_alternative<step::NeedInput>(session.next_step()));
+}
+
+// A whole dialogue through the driver gives the same bytes however the client's bytes are cut.
+TEST(ServerSession, SameDialogueAtEveryChunkSize)
+{
+    const std::string client =
+        "CAPA\r\nUSER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nTOP 2 1\r\n"
+        "DELE 1\r\nLIST 1\r\nRSET\r\nDELE 2\r\nQUIT\r\n";
+    const auto run = [&](std::size_t chunk) {
+        storage::MemoryMaildropStore store;
+        auth::MemoryPassDb passdb;
+        passdb.add_user("alice", "secret");
+        store.add_message("alice", {"uid-1", "Subject: a\n\n.b\n"});
+        store.add_message("alice", {"uid-2", "Subject: c\r\n\r\nd\r\ne\r\n"});
+        ServerPolicy policy;
+        policy.plaintext_auth_without_tls = true;
+        test::SessionDriver driver(policy, store, passdb);
+        std::string out = driver.run();
+        for (std::size_t pos = 0; pos < client.size(); pos += chunk) {
+            out += driver.feed(std::string_view(client).substr(pos, chunk));
+        }
+        EXPECT_TRUE(driver.closed());
+        EXPECT_EQ(store.messages("alice").size(), 1U);
+        return out;
+    };
+    const std::string whole = run(client.size());
+    EXPECT_NE(whole.find("+OK 18 octets\r\nSubject: a\r\n\r\n..b\r\n.\r\n"), std::string::npos);
+    for (std::size_t chunk = 1; chunk < client.size(); ++chunk) {
+        EXPECT_EQ(run(chunk), whole) << "chunk " << chunk;
+    }
+}
+
+} // namespace
+} // namespace pigeon::protocol
