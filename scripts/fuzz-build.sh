@@ -18,9 +18,13 @@ for target in fuzz/fuzz_*.cpp; do
   # New inputs go to a scratch folder; the checked-in corpus is only read.
   status=0
   build/fuzz/fuzz/"${name}" -max_total_time="${seconds}" -print_final_stats=1 \
-    -dict=fuzz/pop3.dict "${work}" fuzz/corpus/"${name}" >"${work}.log" 2>&1 || status=$?
+    -dict=fuzz/pop3.dict -artifact_prefix="${work}.crash-" "${work}" fuzz/corpus/"${name}" >"${work}.log" 2>&1 || status=$?
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)' "${work}.log" || true
-  [ "${status}" -eq 0 ] || tail -n 40 "${work}.log" >&2
+  if [ "${status}" -ne 0 ]; then
+    tail -n 40 "${work}.log" >&2
+    # Keep the crashing input where a developer finds it, to make it a named regression test.
+    mkdir -p fuzz/findings && mv "${work}".crash-* fuzz/findings/ 2>/dev/null || true
+  fi
   rm -f "${work}.log"
   rm -rf "${work}"
   if [ "${status}" -ne 0 ]; then

@@ -10,6 +10,20 @@ bool in_alphabet(char c) noexcept
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
+int sextet(char c) noexcept
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    return c == '+' ? 62 : 63;
+}
+
 } // namespace
 
 std::string base64_encode(std::string_view bytes)
@@ -41,6 +55,15 @@ Result<std::string> base64_decode(std::string_view text)
             }
             ++padding;
         } else if (!in_alphabet(c) || padding != 0) {
+            return fail(errc::bad_base64);
+        }
+    }
+    // RFC 4648 §3.5: the bits a padded encoding leaves over must be zero; otherwise two texts
+    // would decode to the same bytes (found by fuzz_sasl_decode).
+    if (padding > 0) {
+        const int last = sextet(text[text.size() - padding - 1]);
+        const int unused_mask = padding == 1 ? 0x03 : 0x0F;
+        if ((last & unused_mask) != 0) {
             return fail(errc::bad_base64);
         }
     }

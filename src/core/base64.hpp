@@ -13,7 +13,8 @@ namespace pigeon {
 [[nodiscard]] std::string base64_encode(std::string_view bytes);
 
 // Fails with errc::bad_base64 on any character outside the alphabet, a length that is not a
-// multiple of four, or padding anywhere but the end.
+// multiple of four, padding anywhere but the end, or non-zero bits left over before the padding
+// (RFC 4648 §3.5), so every byte string has exactly one accepted encoding.
 [[nodiscard]] Result<std::string> base64_decode(std::string_view text);
 
 } // namespace pigeon

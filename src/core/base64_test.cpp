@@ -41,7 +41,10 @@ TEST(Base64, BinaryRoundTrip)
 
 TEST(Base64, RejectsMalformedInput)
 {
-    for (const char* bad : {"Zg=", "Zg", "Z===", "Zg==Zg==", "Zm9v\r\n", "Zm 9v", "Zm9v!", "=Zm9", "Zg=a"}) {
+    // "Zh==" and "Zm9=" carry non-zero bits before the padding (fuzz_sasl_decode's first find:
+    // "YSYS/TUIDLX=").
+    for (const char* bad : {"Zh==", "Zm9=", "YSYS/TUIDLX=", "Zg=", "Zg", "Z===", "Zg==Zg==", "Zm9v\r\n",
+                            "Zm 9v", "Zm9v!", "=Zm9", "Zg=a"}) {
         const auto decoded = base64_decode(bad);
         ASSERT_FALSE(decoded) << bad;
         EXPECT_EQ(decoded.error(), make_error_code(errc::bad_base64));
