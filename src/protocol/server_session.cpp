@@ -406,33 +406,33 @@ std::string ServerSession::maildrop_summary() const
 
 void ServerSession::do_capa()
 {
-    const bool authorization = m_state == SessionState::authorization;
+    // RFC 2449 §5: "Capabilities available in the AUTHORIZATION state MUST be announced in both
+    // states", so USER, SASL and UTF8 stay in the list after login; STLS is listed only where
+    // it is permitted (RFC 2595 §4), which is before login and before TLS.
     reply_ok("Capability list follows");
     append_multiline_line(m_output, "TOP");
     append_multiline_line(m_output, "UIDL");
     append_multiline_line(m_output, "RESP-CODES");
     append_multiline_line(m_output, "AUTH-RESP-CODE");
     append_multiline_line(m_output, "PIPELINING");
-    if (authorization) {
-        if (plaintext_allowed()) {
-            append_multiline_line(m_output, "USER");
+    if (plaintext_allowed()) {
+        append_multiline_line(m_output, "USER");
+    }
+    std::string sasl = "SASL";
+    for (const auto& mechanism : m_policy.sasl_mechanisms) {
+        if (!sasl::is_plaintext_mechanism(mechanism) || plaintext_allowed()) {
+            sasl += ' ';
+            sasl += mechanism;
         }
-        std::string sasl = "SASL";
-        for (const auto& mechanism : m_policy.sasl_mechanisms) {
-            if (!sasl::is_plaintext_mechanism(mechanism) || plaintext_allowed()) {
-                sasl += ' ';
-                sasl += mechanism;
-            }
-        }
-        if (sasl.size() > 4) {
-            append_multiline_line(m_output, sasl);
-        }
-        if (m_policy.tls_available && !m_policy.tls_active) {
-            append_multiline_line(m_output, "STLS");
-        }
-        if (m_policy.utf8) {
-            append_multiline_line(m_output, "UTF8 USER");
-        }
+    }
+    if (sasl.size() > 4) {
+        append_multiline_line(m_output, sasl);
+    }
+    if (m_state == SessionState::authorization && m_policy.tls_available && !m_policy.tls_active) {
+        append_multiline_line(m_output, "STLS");
+    }
+    if (m_policy.utf8) {
+        append_multiline_line(m_output, "UTF8 USER");
     }
     if (m_policy.login_delay_seconds) {
         append_multiline_line(m_output, fmt::format("LOGIN-DELAY {}", *m_policy.login_delay_seconds));
