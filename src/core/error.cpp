@@ -37,6 +37,8 @@ public:
         case errc::maildrop_damaged: return "maildrop damaged";
         case errc::message_unavailable: return "message unavailable";
         case errc::commit_failed: return "deletions not committed";
+        case errc::delivery_temporary_failure: return "temporary delivery failure";
+        case errc::invalid_user_name: return "user name not usable as a maildrop path";
         case errc::unexpected_reply: return "unexpected reply";
         case errc::plaintext_after_stls: return "server sent data after STLS +OK before TLS";
         case errc::connection_closed: return "connection closed";

@@ -38,6 +38,8 @@ enum class errc {
     maildrop_damaged,
     message_unavailable,
     commit_failed,
+    delivery_temporary_failure,
+    invalid_user_name,
     // Client side.
     unexpected_reply,
     plaintext_after_stls,

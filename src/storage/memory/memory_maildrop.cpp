@@ -81,6 +81,32 @@ private:
     std::vector<std::uint64_t> m_octets;
 };
 
+class MemoryPendingDelivery final : public PendingDelivery {
+public:
+    MemoryPendingDelivery(std::shared_ptr<MemoryMaildropStore::State> state, std::string user)
+        : m_state(std::move(state)), m_user(std::move(user))
+    {
+    }
+
+    [[nodiscard]] Result<void> write(std::string_view bytes) override
+    {
+        m_content.append(bytes);
+        return {};
+    }
+
+    [[nodiscard]] Result<std::string> commit() override
+    {
+        std::string uid = "mem-" + std::to_string(m_state->next_delivery++);
+        m_state->maildrops[m_user].push_back({uid, std::move(m_content)});
+        return uid;
+    }
+
+private:
+    std::shared_ptr<MemoryMaildropStore::State> m_state;
+    std::string m_user;
+    std::string m_content;
+};
+
 } // namespace
 
 MemoryMaildropStore::MemoryMaildropStore() : m_state(std::make_shared<State>()) {}
@@ -108,6 +134,15 @@ Result<std::unique_ptr<Maildrop>> MemoryMaildropStore::open(std::string_view use
     }
     m_state->locked.emplace(user);
     return std::make_unique<MemoryMaildrop>(m_state, std::string(user));
+}
+
+} // namespace pigeon::storage
+
+namespace pigeon::storage {
+
+Result<std::unique_ptr<PendingDelivery>> MemoryMaildropStore::begin(std::string_view user)
+{
+    return std::make_unique<MemoryPendingDelivery>(m_state, std::string(user));
 }
 
 } // namespace pigeon::storage

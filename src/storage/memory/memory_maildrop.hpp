@@ -2,6 +2,7 @@
 // conformance suite is compared with. Thread-compatible, not thread-safe.
 #pragma once
 
+#include "storage/delivery.hpp"
 #include "storage/maildrop.hpp"
 
 #include <map>
@@ -17,7 +18,7 @@ struct StoredMessage {
     std::string content; // as stored: LF or CRLF line ends
 };
 
-class MemoryMaildropStore final : public MaildropStore {
+class MemoryMaildropStore final : public MaildropStore, public Delivery {
 public:
     MemoryMaildropStore();
     ~MemoryMaildropStore() override;
@@ -30,12 +31,14 @@ public:
     void fail_next_commit(std::error_code error) { m_state->fail_commit = error; }
 
     [[nodiscard]] Result<std::unique_ptr<Maildrop>> open(std::string_view user) override;
+    [[nodiscard]] Result<std::unique_ptr<PendingDelivery>> begin(std::string_view user) override;
 
     struct State {
         std::map<std::string, std::vector<StoredMessage>, std::less<>> maildrops;
         std::set<std::string, std::less<>> locked;
         std::error_code fail_open;
         std::error_code fail_commit;
+        std::uint64_t next_delivery = 1;
     };
 
 private:
