@@ -2,6 +2,7 @@
 // behave like the in-memory reference for everything POP3 and delivery rely on.
 #include "protocol/dot_stuffer.hpp"
 #include "storage/delivery.hpp"
+#include "storage/maildir/maildir_store.hpp"
 #include "storage/maildrop.hpp"
 #include "storage/memory/memory_maildrop.hpp"
 
@@ -29,6 +30,16 @@ struct Backend {
     std::function<std::unique_ptr<BackendInstance>(const std::filesystem::path& root)> make;
 };
 
+struct MaildirInstance final : BackendInstance {
+    explicit MaildirInstance(const std::filesystem::path& root)
+        : maildir(MaildirOptions{(root / "%u").string(), false, "test.example"})
+    {
+    }
+    MaildirStore maildir;
+    MaildropStore& store() override { return maildir; }
+    Delivery& delivery() override { return maildir; }
+};
+
 struct MemoryInstance final : BackendInstance {
     MemoryMaildropStore memory;
     MaildropStore& store() override { return memory; }
@@ -40,6 +51,8 @@ std::vector<Backend> backends()
 {
     return {
         {"memory", [](const std::filesystem::path&) { return std::make_unique<MemoryInstance>(); }},
+        {"maildir",
+         [](const std::filesystem::path& root) { return std::make_unique<MaildirInstance>(root); }},
     };
 }
 
