@@ -11,6 +11,9 @@ packages=(
   # libraries (shared/DESIGN.md: Debian's packages only)
   libexpected-dev libfmt-dev libspdlog-dev
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # interop tests: Dovecot 2.3's pop3, run pre-authenticated on stdin (no daemon, no network),
+  # is the reference for Maildir UIDLs and sizes (tests/interop/dovecot_uidl_test.py)
+  dovecot-pop3d
 )
 
 missing=()

@@ -29,12 +29,12 @@ std::string_view next_word(std::string_view& line)
 
 } // namespace
 
-std::string Uidlist::unique_id(const UidlistEntry& entry) const
+std::string Uidlist::unique_id(const UidlistEntry& entry, std::string_view base) const
 {
-    if (!entry.pop3_uidl.empty()) {
-        return entry.pop3_uidl;
+    if (entry.pop3_uidl) {
+        return entry.pop3_uidl->empty() ? std::string(base) : *entry.pop3_uidl;
     }
-    return fmt::format("{:08X}{:08X}", entry.uid, uidvalidity);
+    return fmt::format("{:08x}{:08x}", entry.uid, uidvalidity);
 }
 
 Result<Uidlist> parse_uidlist(std::string_view text)
@@ -72,7 +72,8 @@ Result<Uidlist> parse_uidlist(std::string_view text)
         if (!uid || *uid == 0) {
             continue;
         }
-        UidlistEntry entry{*uid, {}};
+        UidlistEntry entry;
+        entry.uid = *uid;
         std::string_view name;
         if (version == "1") {
             name = next_word(line);
@@ -90,8 +91,13 @@ Result<Uidlist> parse_uidlist(std::string_view text)
                     break;
                 }
                 const std::string_view field = next_word(line);
-                if (field.starts_with('P') && is_valid_unique_id(field.substr(1))) {
-                    entry.pop3_uidl = std::string(field.substr(1));
+                const std::string_view value = field.substr(1);
+                if (field.starts_with('P') && (value.empty() || is_valid_unique_id(value))) {
+                    entry.pop3_uidl = std::string(value);
+                } else if (field.starts_with('O')) {
+                    entry.pop3_order = parse_u32(value);
+                } else if (field.starts_with('W')) {
+                    entry.virtual_size = parse_u64(value);
                 }
             }
         }

@@ -12,6 +12,7 @@
 #include "core/result.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -20,15 +21,18 @@ namespace pigeon::storage::maildir {
 
 struct UidlistEntry {
     std::uint32_t uid = 0;
-    std::string pop3_uidl; // Dovecot's "P" field, if any
+    std::optional<std::string> pop3_uidl;      // "P": the UIDL verbatim; empty means the base name
+    std::optional<std::uint32_t> pop3_order;   // "O": POP3 message order after a migration
+    std::optional<std::uint64_t> virtual_size; // "W": octets with CRLF line ends
 };
 
 struct Uidlist {
     std::uint32_t uidvalidity = 0;
     std::unordered_map<std::string, UidlistEntry> by_base_name;
 
-    // The unique-id Dovecot's POP3 gives this entry by default.
-    [[nodiscard]] std::string unique_id(const UidlistEntry& entry) const;
+    // The unique-id Dovecot's POP3 gives this entry: "P" if recorded (a bare "P" stands for the
+    // base name), else "%08Xu%08Xv", which Dovecot prints in lower case (its %X is printf's %x).
+    [[nodiscard]] std::string unique_id(const UidlistEntry& entry, std::string_view base) const;
 };
 
 // errc::maildrop_damaged if the header cannot be read; bad record lines are skipped.

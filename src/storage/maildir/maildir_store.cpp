@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <optional>
 #include <sys/stat.h>
+#include <tuple>
 #include <unistd.h>
 #include <unordered_map>
 #include <vector>
@@ -263,24 +264,32 @@ struct Found {
     std::uint64_t octets = 0;
     std::string unique_id;
     std::optional<std::uint32_t> dovecot_uid;
+    std::optional<std::uint32_t> dovecot_order;
 };
 
-// Orders maildir names by the delivery time they start with, numerically, then by the rest.
+// The order in which Dovecot gives UIDs to files it has not seen: the delivery time the name
+// starts with (seconds, numerically), then the microseconds after "M" (numerically), then the
+// name; a reader that never ran Dovecot gets delivery order all the same.
 bool delivered_before(std::string_view a, std::string_view b)
 {
-    const auto leading = [](std::string_view s) {
+    const auto number_at = [](std::string_view s, std::size_t pos) {
+        std::uint64_t value = 0;
         std::size_t digits = 0;
-        while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') {
+        while (pos + digits < s.size() && s[pos + digits] >= '0' && s[pos + digits] <= '9' && digits < 19) {
+            value = value * 10 + static_cast<std::uint64_t>(s[pos + digits] - '0');
             ++digits;
         }
-        return digits;
+        return std::pair{value, digits};
     };
-    const std::size_t da = leading(a);
-    const std::size_t db = leading(b);
-    if (da != db && da > 0 && db > 0) {
-        return da < db; // fewer digits, smaller number (no leading zeros in maildir names)
-    }
-    return a < b;
+    // A key per name, compared as a tuple (so the order is a strict weak ordering even for names
+    // that do not follow the convention: those sort after the ones that do).
+    const auto key = [&](std::string_view s) {
+        const auto [seconds, digits] = number_at(s, 0);
+        const std::uint64_t micro =
+            digits < s.size() && s.substr(digits).starts_with(".M") ? number_at(s, digits + 2).first : 0;
+        return std::tuple{digits == 0, seconds, micro, s};
+    };
+    return key(a) < key(b);
 }
 
 Result<std::vector<Found>> scan_folders(const std::string& root, const std::array<int, 2>& dir_fds,
@@ -325,8 +334,17 @@ Result<std::vector<Found>> scan_folders(const std::string& root, const std::arra
             message.name = std::string(name);
             message.folder = static_cast<Folder>(i);
             const auto known_entry = known.find(base);
+            const maildir::UidlistEntry* dovecot = nullptr;
+            if (uidlist) {
+                const auto listed = uidlist->by_base_name.find(base);
+                dovecot = listed == uidlist->by_base_name.end() ? nullptr : &listed->second;
+            }
+            // Sizes: ",W=" in the name, then Dovecot's "W" (both as Dovecot trusts them), then
+            // Pigeon's index, and only then the file itself.
             if (const auto wire = maildir::wire_size_field(name)) {
                 message.octets = *wire;
+            } else if (dovecot != nullptr && dovecot->virtual_size) {
+                message.octets = *dovecot->virtual_size;
             } else if (known_entry != known.end()) {
                 message.octets = known_entry->second.octets;
             } else {
@@ -336,26 +354,32 @@ Result<std::vector<Found>> scan_folders(const std::string& root, const std::arra
                 }
                 message.octets = *size;
             }
-            const auto dovecot =
-                uidlist ? uidlist->by_base_name.find(base) : decltype(uidlist->by_base_name.end()){};
+            // Unique-ids: what Pigeon already gave (stable forever), else Dovecot's, else one
+            // derived from the base name alone (so it survives the loss of every index).
             if (known_entry != known.end()) {
                 message.unique_id = known_entry->second.unique_id;
-            } else if (uidlist && dovecot != uidlist->by_base_name.end()) {
-                message.unique_id = uidlist->unique_id(dovecot->second);
+            } else if (dovecot != nullptr) {
+                message.unique_id = uidlist->unique_id(*dovecot, base);
             } else {
                 message.unique_id = maildir::unique_id_for_base_name(base);
             }
-            if (uidlist && dovecot != uidlist->by_base_name.end()) {
-                message.dovecot_uid = dovecot->second.uid;
+            if (dovecot != nullptr) {
+                message.dovecot_uid = dovecot->uid;
+                message.dovecot_order = dovecot->pop3_order;
             }
             found.push_back(std::move(message));
         }
         ::closedir(dir);
     }
-    // Dovecot numbers messages by UID; the ones it never saw follow in delivery order.
-    std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
-        if (a.dovecot_uid.has_value() != b.dovecot_uid.has_value()) {
-            return a.dovecot_uid.has_value();
+    // Dovecot's POP3 order: messages with a recorded POP3 order ("O") first, by it; then the
+    // rest by UID; the messages Dovecot never saw follow in delivery order.
+    const auto rank = [](const Found& m) { return m.dovecot_order ? 0 : (m.dovecot_uid ? 1 : 2); };
+    std::sort(found.begin(), found.end(), [&](const Found& a, const Found& b) {
+        if (rank(a) != rank(b)) {
+            return rank(a) < rank(b);
+        }
+        if (a.dovecot_order && *a.dovecot_order != *b.dovecot_order) {
+            return *a.dovecot_order < *b.dovecot_order;
         }
         if (a.dovecot_uid && *a.dovecot_uid != *b.dovecot_uid) {
             return *a.dovecot_uid < *b.dovecot_uid;
