@@ -19,7 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (event->kind == LineEvent::Kind::too_long) {
                 continue;
             }
-            if (event->text.size() + 2 > 255 + 2) {
+            // The text excludes the line end (at least an LF): it holds at most 254 octets.
+            if (event->text.size() + 1 > 255) {
                 std::abort(); // the bound was not respected
             }
             auto command = parse_command(event->text);

@@ -18,7 +18,8 @@ public:
         bool complete = false;    // the terminating line was seen
     };
 
-    // Appends message bytes to `out`; at most in.size() octets are appended per call.
+    // Appends message bytes to `out`: at most in.size() + 1 octets per call (a "\r" held back
+    // from a ".\r" that ended the previous chunk is emitted in this one).
     Progress feed(std::string_view in, std::string& out);
 
     [[nodiscard]] bool complete() const noexcept { return m_state == State::complete; }

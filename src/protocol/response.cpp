@@ -27,7 +27,8 @@ struct ErrorRow {
 };
 
 // The one table: for each error, its response code, whether the connection ends, and what the
-// client is told. Errors not listed answer "-ERR" with the category's message, no code.
+// client is told. Errors not listed (an errno from a disk, say) answer
+// "-ERR [SYS/TEMP] Internal error, try again later." and never show their detail to the peer.
 constexpr ErrorRow error_table[] = {
     {errc::line_too_long, ResponseCode::none, false, "Line too long."},
     {errc::argument_too_long, ResponseCode::none, false, "Argument too long."},
@@ -54,6 +55,9 @@ constexpr ErrorRow error_table[] = {
     {errc::maildrop_damaged, ResponseCode::sys_perm, false, "Maildrop cannot be read."},
     {errc::message_unavailable, ResponseCode::sys_temp, false, "Message unavailable, try again later."},
     {errc::commit_failed, ResponseCode::sys_temp, true, "Some deleted messages were not removed."},
+    {errc::delivery_temporary_failure, ResponseCode::sys_temp, false, "Temporary failure, try again later."},
+    // A user whose name cannot become a maildrop path: retrying will not help.
+    {errc::invalid_user_name, ResponseCode::sys_perm, false, "Maildrop unavailable for this user."},
 };
 
 const ErrorRow* find_row(std::error_code error) noexcept

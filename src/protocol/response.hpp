@@ -11,8 +11,8 @@ namespace pigeon::protocol {
 
 enum class ResponseCode {
     none,
-    in_use,      // RFC 2449 §8.1.1 [IN-USE]: the maildrop is locked by another session
-    login_delay, // RFC 2449 §8.1.2 [LOGIN-DELAY]: logged in too recently
+    in_use,      // RFC 2449 §8.1.2 [IN-USE]: the maildrop is locked by another session
+    login_delay, // RFC 2449 §8.1.1 [LOGIN-DELAY]: logged in too recently
     sys_temp,    // RFC 3206 §4 [SYS/TEMP]: a temporary system problem
     sys_perm,    // RFC 3206 §4 [SYS/PERM]: a permanent system problem
     auth,        // RFC 3206 §5 [AUTH]: a problem with the credentials

@@ -587,22 +587,27 @@ void ServerSession::do_retr(MessageNumber number, std::optional<std::uint32_t> t
         return;
     }
     const MessageIndex index = number.to_index();
-    m_highest_accessed = std::max(m_highest_accessed, number.value);
     std::string ok_line;
     if (top_lines) {
         append_ok(ok_line, {});
     } else {
-        m_retrieved[index.value] = true;
         append_ok(ok_line, fmt::format("{} octets", m_listing->message_octets(index)));
     }
+    m_streaming = {index, !top_lines.has_value()};
     m_action = step::StreamMessage{index, top_lines, std::move(ok_line)};
     m_pending = Pending::message;
 }
 
 void ServerSession::on_message_sent()
 {
+    // Only a message that really went out counts as accessed (LAST) or retrieved (EXPIRE).
     m_pending = Pending::none;
     m_bad_commands = 0;
+    const auto [index, whole] = m_streaming;
+    m_highest_accessed = std::max(m_highest_accessed, index.to_number().value);
+    if (whole) {
+        m_retrieved[index.value] = true;
+    }
 }
 
 void ServerSession::on_message_failed(std::error_code error)

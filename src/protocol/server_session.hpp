@@ -16,6 +16,7 @@
 // - `max_bad_commands` consecutive -ERR replies end the connection.
 #pragma once
 
+#include "core/limits.hpp"
 #include "core/message_listing.hpp"
 #include "protocol/command.hpp"
 #include "protocol/line_reader.hpp"
@@ -49,8 +50,8 @@ struct ServerPolicy {
     std::string implementation = "Pigeon";                // RFC 2449 §6.9
     bool utf8 = true;                                     // RFC 6856
     bool last_command = false;                            // RFC 1460 LAST, for old clients
-    std::uint32_t max_bad_commands = 10;
-    std::uint32_t max_auth_failures = 3;
+    std::uint32_t max_bad_commands = limits::default_max_bad_commands;
+    std::uint32_t max_auth_failures = limits::default_max_auth_failures;
 };
 
 namespace step {
@@ -176,7 +177,8 @@ private:
     std::uint32_t m_deleted_count = 0;
     std::uint64_t m_deleted_octets = 0;
     std::uint64_t m_total_octets = 0;
-    std::uint32_t m_highest_accessed = 0; // RFC 1460 LAST
+    std::uint32_t m_highest_accessed = 0;        // RFC 1460 LAST
+    std::pair<MessageIndex, bool> m_streaming{}; // the message being sent, and whether whole (RETR)
 };
 
 } // namespace pigeon::protocol

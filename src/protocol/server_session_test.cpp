@@ -177,3 +177,33 @@ TEST(ServerSession, SameDialogueAtEveryChunkSize)
 
 } // namespace
 } // namespace pigeon::protocol
+
+namespace pigeon::protocol {
+namespace {
+
+// A RETR whose message could not be opened is neither an access (LAST) nor a retrieval (EXPIRE).
+TEST(ServerSession, FailedRetrIsNotCountedAsRetrieved)
+{
+    ServerPolicy policy;
+    policy.plaintext_auth_without_tls = true;
+    policy.last_command = true;
+    ServerSession session(policy);
+    (void)send_bytes(session);
+    session.receive("USER alice\r\nPASS secret\r\n");
+    (void)send_bytes(session);
+    ASSERT_TRUE(std::holds_alternative<step::CheckCredentials>(session.next_step()));
+    session.on_credentials_checked({{}, "alice"});
+    ASSERT_TRUE(std::holds_alternative<step::OpenMaildrop>(session.next_step()));
+    session.on_maildrop_opened({}, std::make_shared<FixedListing>());
+    (void)send_bytes(session);
+    session.receive("RETR 2\r\nLAST\r\nQUIT\r\n");
+    ASSERT_TRUE(std::holds_alternative<step::StreamMessage>(session.next_step()));
+    session.on_message_failed(make_error_code(errc::message_unavailable));
+    EXPECT_EQ(send_bytes(session), "-ERR [SYS/TEMP] Message unavailable, try again later.\r\n+OK 0\r\n");
+    auto update = session.next_step();
+    ASSERT_TRUE(std::holds_alternative<step::CommitUpdate>(update));
+    EXPECT_TRUE(std::get<step::CommitUpdate>(update).retrieved.empty());
+}
+
+} // namespace
+} // namespace pigeon::protocol

@@ -3,8 +3,8 @@
 // failure; the POP3 session (RFC 5034) owns base64 and the "+ " framing. This module knows
 // nothing of POP3 or of user databases.
 //
-// Implemented here: PLAIN (RFC 4616). The other mechanisms (LOGIN, CRAM-MD5, SCRAM-*, EXTERNAL,
-// OAUTHBEARER, XOAUTH2) arrive with the authentication issue behind the same interface.
+// Implemented here: PLAIN (RFC 4616) and LOGIN. The other mechanisms (CRAM-MD5, SCRAM-*,
+// EXTERNAL, OAUTHBEARER, XOAUTH2) arrive with the authentication issue behind the same interface.
 #pragma once
 
 #include "core/result.hpp"
@@ -80,6 +80,9 @@ public:
 
 // A server mechanism by its name (case-insensitive), or nullptr if Pigeon has none by that name.
 [[nodiscard]] std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name);
+
+[[nodiscard]] std::unique_ptr<ServerMechanism> make_login_server();
+[[nodiscard]] std::unique_ptr<ClientMechanism> make_login_client(std::string user, SecretString password);
 
 [[nodiscard]] std::unique_ptr<ClientMechanism> make_plain_client(std::string authzid, std::string authcid,
                                                                  SecretString password);

@@ -106,6 +106,9 @@ std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name)
     if (iequals(name, "PLAIN")) {
         return std::make_unique<PlainServer>();
     }
+    if (iequals(name, "LOGIN")) {
+        return make_login_server();
+    }
     return nullptr;
 }
 

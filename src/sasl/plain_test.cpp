@@ -65,3 +65,44 @@ TEST(Plain, UnknownMechanismsAndPlaintextClassification)
 
 } // namespace
 } // namespace pigeon::sasl
+
+namespace pigeon::sasl {
+namespace {
+
+TEST(Login, ServerAsksForUserThenPassword)
+{
+    auto login = make_server_mechanism("login");
+    ASSERT_TRUE(login);
+    auto first = login->start(std::nullopt);
+    ASSERT_TRUE(std::holds_alternative<Challenge>(first));
+    EXPECT_EQ(std::get<Challenge>(first).data, "Username:");
+    auto second = login->step("alice");
+    ASSERT_TRUE(std::holds_alternative<Challenge>(second));
+    EXPECT_EQ(std::get<Challenge>(second).data, "Password:");
+    auto third = login->step("two words");
+    ASSERT_TRUE(std::holds_alternative<Verify>(third));
+    const auto& credentials = std::get<PasswordCredentials>(std::get<Verify>(third).credentials);
+    EXPECT_EQ(credentials.authcid, "alice");
+    EXPECT_EQ(credentials.password.view(), "two words");
+}
+
+TEST(Login, InitialResponseCarriesTheUser)
+{
+    auto login = make_server_mechanism("LOGIN");
+    auto first = login->start(std::string_view("alice"));
+    ASSERT_TRUE(std::holds_alternative<Challenge>(first));
+    EXPECT_EQ(std::get<Challenge>(first).data, "Password:");
+    EXPECT_TRUE(std::holds_alternative<Failure>(login->step(std::string_view("pw\0x", 4))));
+}
+
+TEST(Login, ClientAnswersByPosition)
+{
+    auto client = make_login_client("alice", SecretString("secret"));
+    EXPECT_FALSE(client->initial_response());
+    EXPECT_EQ(client->respond("Username:").value(), "alice");
+    EXPECT_EQ(client->respond("Password:").value(), "secret");
+    EXPECT_FALSE(client->respond("more?"));
+}
+
+} // namespace
+} // namespace pigeon::sasl

@@ -1,10 +1,11 @@
 // The storage interfaces (shared/DESIGN.md §4). A MaildropStore opens a user's maildrop as a
 // locked snapshot (RFC 1939 §8: one session per maildrop); the Maildrop lists its messages
-// through MessageListing, streams them, and commits deletions. This module knows nothing of
-// POP3 wire formats.
+// through MessageListing, streams them, and commits deletions. It knows no POP3 command; the one
+// piece of the protocol it uses is protocol::WireSizeCounter, because a message's size in a
+// snapshot must be the octets RETR will send.
 //
-// Backends: memory/ here; maildir/ and mbox/ come with the storage issue behind the same
-// interfaces and the same conformance suite.
+// Backends: memory/ (the reference for tests), maildir/, mbox/, all held to one conformance
+// suite (conformance_test.cpp).
 #pragma once
 
 #include "core/message_listing.hpp"

@@ -131,8 +131,9 @@ struct FolderStamp {
 //   new <mtime ns> <trusted 0|1>
 //   cur <mtime ns> <trusted 0|1>
 //   <octets> <n|c> <unique-id|-> <file name to the end of the line>
-// "-" means the unique-id is the base name. Names with a newline are never indexed (they are
-// sized again at each scan).
+// "-" means the unique-id is the base name. A name holding a control character (a newline
+// among them) is not a message file to any maildir reader (maildir::is_message_file_name), so
+// it never reaches the index.
 
 struct LoadedIndex {
     std::array<FolderStamp, 2> stamps{};
@@ -232,7 +233,7 @@ std::string format_index(const std::array<FolderStamp, 2>& stamps, const Snapsho
 
 Result<std::uint64_t> compute_wire_size(int dir_fd, const std::string& name)
 {
-    UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!fd.valid()) {
         return fail(last_errno());
     }
@@ -320,7 +321,8 @@ Result<std::vector<Found>> scan_folders(const std::string& root, const std::arra
             }
             if (item->d_type != DT_REG) {
                 struct stat st {};
-                if (item->d_type != DT_UNKNOWN || ::fstatat(dir_fds[i], item->d_name, &st, 0) != 0 ||
+                if (item->d_type != DT_UNKNOWN ||
+                    ::fstatat(dir_fds[i], item->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
                     !S_ISREG(st.st_mode)) {
                     continue;
                 }
@@ -494,7 +496,8 @@ private:
         }
         std::string name(m_snapshot.name(entry));
         struct stat st {};
-        if (::fstatat(m_dir_fds[static_cast<std::size_t>(entry.folder)].get(), name.c_str(), &st, 0) == 0) {
+        if (::fstatat(m_dir_fds[static_cast<std::size_t>(entry.folder)].get(), name.c_str(), &st,
+                      AT_SYMLINK_NOFOLLOW) == 0) {
             return std::pair{entry.folder, name};
         }
         const std::string_view base = base_name(name);
@@ -528,7 +531,7 @@ private:
             return fail(errc::message_unavailable);
         }
         UniqueFd fd(::openat(m_dir_fds[static_cast<std::size_t>(location->first)].get(),
-                             location->second.c_str(), O_RDONLY | O_CLOEXEC));
+                             location->second.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!fd.valid()) {
             m_moved.erase(index.value);
             return fail(errc::message_unavailable);
