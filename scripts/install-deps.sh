@@ -10,6 +10,7 @@ packages=(
   git python3
   # libraries (shared/DESIGN.md: Debian's packages only)
   libexpected-dev libfmt-dev libspdlog-dev
+  libgsasl-dev         # SCRAM-* (and their -PLUS variants) for SASL, server and client
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   # interop tests: Dovecot 2.3's pop3, run pre-authenticated on stdin (no daemon, no network),
   # is the reference for Maildir UIDLs and sizes (tests/interop/dovecot_uidl_test.py)

@@ -98,6 +98,7 @@ Step ServerSession::next_step()
         }
         if (event->kind == LineEvent::Kind::too_long) {
             m_sasl.reset(); // an overlong SASL line ends the exchange
+            m_sasl_authenticated.reset();
             m_user_given = false;
             reply_error(make_error_code(errc::line_too_long));
             continue;
@@ -132,7 +133,7 @@ void ServerSession::reply_error(std::error_code error, std::string_view text)
 
 void ServerSession::handle_line(std::string_view line)
 {
-    if (m_sasl) {
+    if (m_sasl || m_sasl_authenticated) {
         handle_sasl_line(line);
         return;
     }
@@ -217,6 +218,16 @@ bool ServerSession::plaintext_allowed() const noexcept
     return m_policy.tls_active || m_policy.plaintext_auth_without_tls;
 }
 
+bool ServerSession::mechanism_offered(std::string_view mechanism) const noexcept
+{
+    if (sasl::is_plaintext_mechanism(mechanism) && !plaintext_allowed()) {
+        return false;
+    }
+    // -PLUS binds to the TLS session: offer it only with channel-binding data to bind to.
+    return !(mechanism.size() > 5 && iequals(mechanism.substr(mechanism.size() - 5), "-PLUS")) ||
+           !m_policy.tls_exporter.empty();
+}
+
 void ServerSession::do_user(command::User& cmd)
 {
     if (!plaintext_allowed()) {
@@ -270,9 +281,7 @@ void ServerSession::do_apop(command::Apop& cmd)
 
 void ServerSession::do_auth(command::Auth& cmd)
 {
-    const auto offered = [&](std::string_view mechanism) {
-        return !sasl::is_plaintext_mechanism(mechanism) || plaintext_allowed();
-    };
+    const auto offered = [&](std::string_view mechanism) { return mechanism_offered(mechanism); };
     if (!cmd.mechanism) {
         // RFC 1734 clients (Outlook among them) send a bare AUTH to list the mechanisms.
         std::string listing;
@@ -288,13 +297,16 @@ void ServerSession::do_auth(command::Auth& cmd)
     }
     const bool enabled = std::any_of(m_policy.sasl_mechanisms.begin(), m_policy.sasl_mechanisms.end(),
                                      [&](const std::string& m) { return iequals(m, *cmd.mechanism); });
-    auto mechanism = enabled ? sasl::make_server_mechanism(*cmd.mechanism) : nullptr;
-    if (!mechanism) {
-        reply_error(make_error_code(errc::mechanism_unsupported));
+    if (enabled && sasl::is_plaintext_mechanism(*cmd.mechanism) && !plaintext_allowed()) {
+        reply_error(make_error_code(errc::plaintext_disallowed));
         return;
     }
-    if (!offered(*cmd.mechanism)) {
-        reply_error(make_error_code(errc::plaintext_disallowed));
+    auto mechanism =
+        enabled && offered(*cmd.mechanism)
+            ? sasl::make_server_mechanism(*cmd.mechanism, sasl::MechanismContext{m_policy.tls_exporter})
+            : nullptr;
+    if (!mechanism) {
+        reply_error(make_error_code(errc::mechanism_unsupported));
         return;
     }
     std::optional<std::string> initial;
@@ -324,7 +336,17 @@ void ServerSession::handle_sasl_line(std::string_view line)
     // RFC 5034 §4: "*" cancels; the server "MUST reject the AUTH command by sending a -ERR".
     if (line == "*") {
         m_sasl.reset();
+        m_sasl_authenticated.reset();
         append_err(m_output, make_error_code(errc::auth_cancelled));
+        return;
+    }
+    if (m_sasl_authenticated) {
+        // The answer to the server's final message must be empty (RFC 4422 §3.6).
+        std::string user = std::move(*m_sasl_authenticated);
+        m_sasl_authenticated.reset();
+        on_credentials_checked(
+            AuthResult{line.empty() ? std::error_code{} : make_error_code(errc::auth_failed),
+                       line.empty() ? std::move(user) : std::string()});
         return;
     }
     auto decoded = base64_decode(line);
@@ -345,13 +367,43 @@ void ServerSession::handle_sasl_step(sasl::ServerStep result)
         return;
     }
     const std::string mechanism(m_sasl->name());
+    if (auto* need = std::get_if<sasl::NeedSecret>(&result)) {
+        m_action = step::LookupSecret{std::move(need->user), mechanism};
+        m_pending = Pending::secret;
+        return; // the mechanism waits for on_secret_looked_up()
+    }
     m_sasl.reset();
+    if (auto* done = std::get_if<sasl::Authenticated>(&result)) {
+        if (done->final_data) {
+            // POP3 has no "additional data with success": the server's last message goes as one
+            // more challenge, answered by an empty line (RFC 4422 §3.6, RFC 5034 §4).
+            append_continuation(m_output, base64_encode(*done->final_data));
+            m_sasl_authenticated = std::move(done->user);
+            return;
+        }
+        on_credentials_checked(AuthResult{{}, std::move(done->user)});
+        return;
+    }
     if (auto* verify = std::get_if<sasl::Verify>(&result)) {
         m_action = step::CheckCredentials{std::move(verify->credentials), mechanism};
         m_pending = Pending::credentials;
         return;
     }
     on_credentials_checked(AuthResult{make_error_code(std::get<sasl::Failure>(result).reason), {}});
+}
+
+void ServerSession::on_secret_looked_up(std::error_code error, std::optional<sasl::StoredSecret> secret)
+{
+    m_pending = Pending::none;
+    if (!m_sasl) {
+        return;
+    }
+    if (error) {
+        m_sasl.reset();
+        append_err(m_output, error);
+        return;
+    }
+    handle_sasl_step(m_sasl->provide_secret(std::move(secret)));
 }
 
 void ServerSession::on_credentials_checked(AuthResult result)
@@ -420,7 +472,7 @@ void ServerSession::do_capa()
     }
     std::string sasl = "SASL";
     for (const auto& mechanism : m_policy.sasl_mechanisms) {
-        if (!sasl::is_plaintext_mechanism(mechanism) || plaintext_allowed()) {
+        if (mechanism_offered(mechanism)) {
             sasl += ' ';
             sasl += mechanism;
         }
@@ -467,10 +519,11 @@ void ServerSession::do_stls()
     m_pending = Pending::tls;
 }
 
-void ServerSession::on_tls_started()
+void ServerSession::on_tls_started(std::string tls_exporter)
 {
     m_pending = Pending::none;
     m_policy.tls_active = true;
+    m_policy.tls_exporter = std::move(tls_exporter);
     m_reader.clear();
 }
 

@@ -44,12 +44,15 @@ struct ServerPolicy {
     // (loopback by default); inside TLS they are always allowed.
     bool plaintext_auth_without_tls = false;
     std::vector<std::string> sasl_mechanisms = {"PLAIN"}; // enabled, upper case
-    std::optional<std::uint32_t> login_delay_seconds;     // RFC 2449 §6.5, advertised
-    std::optional<std::uint32_t> expire_days;             // RFC 2449 §6.7, advertised
-    bool expire_never = false;                            // advertise "EXPIRE NEVER"
-    std::string implementation = "Pigeon";                // RFC 2449 §6.9
-    bool utf8 = true;                                     // RFC 6856
-    bool last_command = false;                            // RFC 1460 LAST, for old clients
+    // RFC 9266 tls-exporter channel-binding data of the TLS session (empty without TLS); the
+    // -PLUS mechanisms are offered only with it.
+    std::string tls_exporter;
+    std::optional<std::uint32_t> login_delay_seconds; // RFC 2449 §6.5, advertised
+    std::optional<std::uint32_t> expire_days;         // RFC 2449 §6.7, advertised
+    bool expire_never = false;                        // advertise "EXPIRE NEVER"
+    std::string implementation = "Pigeon";            // RFC 2449 §6.9
+    bool utf8 = true;                                 // RFC 6856
+    bool last_command = false;                        // RFC 1460 LAST, for old clients
     std::uint32_t max_bad_commands = limits::default_max_bad_commands;
     std::uint32_t max_auth_failures = limits::default_max_auth_failures;
 };
@@ -61,6 +64,12 @@ struct SendBytes {
 struct CheckCredentials {
     sasl::Credentials credentials;
     std::string mechanism; // "USER", "APOP" or the SASL mechanism, for logs
+};
+// A SASL mechanism (SCRAM) needs the user's stored secret: look it up, answer with
+// on_secret_looked_up().
+struct LookupSecret {
+    std::string user;
+    std::string mechanism;
 };
 struct OpenMaildrop {
     std::string user; // the canonical name the credential check returned
@@ -80,8 +89,9 @@ struct NeedInput {};
 struct Wait {}; // a step is in progress; call the matching on_*() first
 } // namespace step
 
-using Step = std::variant<step::SendBytes, step::CheckCredentials, step::OpenMaildrop, step::StreamMessage,
-                          step::CommitUpdate, step::StartTls, step::Close, step::NeedInput, step::Wait>;
+using Step = std::variant<step::SendBytes, step::CheckCredentials, step::LookupSecret, step::OpenMaildrop,
+                          step::StreamMessage, step::CommitUpdate, step::StartTls, step::Close,
+                          step::NeedInput, step::Wait>;
 
 enum class SessionState {
     authorization,
@@ -109,7 +119,11 @@ public:
     // sent cannot be reported in-band; the driver closes the connection instead.
     void on_message_failed(std::error_code error);
     void on_update_committed(std::error_code error);
-    void on_tls_started();
+    // `tls_exporter`: the new TLS session's RFC 9266 channel-binding data, for -PLUS mechanisms.
+    void on_tls_started(std::string tls_exporter = {});
+    // The stored secret for a LookupSecret step: nothing for an unknown user (the mechanism
+    // then fails without saying so), or an error (errc::auth_temporary_failure).
+    void on_secret_looked_up(std::error_code error, std::optional<sasl::StoredSecret> secret);
 
     [[nodiscard]] SessionState state() const noexcept { return m_state; }
     [[nodiscard]] bool tls_active() const noexcept { return m_policy.tls_active; }
@@ -120,6 +134,7 @@ private:
     enum class Pending {
         none,
         credentials,
+        secret,
         maildrop,
         message,
         commit,
@@ -153,6 +168,8 @@ private:
     // Checks a message number against the snapshot and the deletion marks.
     [[nodiscard]] std::error_code check_message(MessageNumber number) const noexcept;
     [[nodiscard]] bool plaintext_allowed() const noexcept;
+    // Whether a SASL mechanism is offered on this connection now (plaintext policy, -PLUS needs TLS).
+    [[nodiscard]] bool mechanism_offered(std::string_view mechanism) const noexcept;
     [[nodiscard]] std::string maildrop_summary() const;
     [[nodiscard]] std::size_t line_limit() const noexcept;
 
@@ -168,6 +185,7 @@ private:
     std::string m_user;        // after USER, then the logged-in user
     bool m_user_given = false; // the previous command was a successful USER
     std::unique_ptr<sasl::ServerMechanism> m_sasl;
+    std::optional<std::string> m_sasl_authenticated; // proven user, waiting for the client's empty line
     std::uint32_t m_bad_commands = 0;
     std::uint32_t m_auth_failures = 0;
 

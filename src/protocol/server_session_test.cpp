@@ -2,6 +2,7 @@
 // see. Whole dialogues are in tests/transcripts.
 #include "protocol/server_session.hpp"
 
+#include "core/base64.hpp"
 #include "session_driver.hpp"
 
 #include <gtest/gtest.h>
@@ -203,6 +204,88 @@ TEST(ServerSession, FailedRetrIsNotCountedAsRetrieved)
     auto update = session.next_step();
     ASSERT_TRUE(std::holds_alternative<step::CommitUpdate>(update));
     EXPECT_TRUE(std::get<step::CommitUpdate>(update).retrieved.empty());
+}
+
+} // namespace
+} // namespace pigeon::protocol
+
+namespace pigeon::protocol {
+namespace {
+
+// Drives AUTH SCRAM-SHA-256 through the session with Pigeon's own SCRAM client: the session asks
+// for the stored secret, sends the server-final as a last challenge, and logs in after the
+// client's empty answer.
+std::string scram_login(ServerSession& session, std::string_view password, std::string_view stored)
+{
+    auto client =
+        sasl::make_scram_client("SCRAM-SHA-256", "", "alice", SecretString(std::string(password)), {});
+    const auto first = client->initial_response();
+    session.receive("AUTH SCRAM-SHA-256 " + base64_encode(*first) + "\r\n");
+    std::string transcript;
+    for (int round = 0; round < 10; ++round) {
+        auto step = session.next_step();
+        if (auto* lookup = std::get_if<step::LookupSecret>(&step)) {
+            EXPECT_EQ(lookup->user, "alice");
+            EXPECT_EQ(lookup->mechanism, "SCRAM-SHA-256");
+            session.on_secret_looked_up({}, sasl::StoredSecret{"alice", SecretString(std::string(stored))});
+        } else if (auto* send = std::get_if<step::SendBytes>(&step)) {
+            transcript += send->bytes;
+            if (send->bytes.starts_with("+ ")) {
+                const auto challenge = base64_decode(send->bytes.substr(2, send->bytes.size() - 4));
+                auto answer = client->respond(*challenge);
+                session.receive((answer ? base64_encode(*answer) : std::string("*")) + "\r\n");
+            } else if (send->bytes.starts_with("-ERR")) {
+                return transcript;
+            }
+        } else if (std::holds_alternative<step::OpenMaildrop>(step)) {
+            session.on_maildrop_opened({}, std::make_shared<FixedListing>());
+        } else {
+            return transcript;
+        }
+    }
+    return transcript;
+}
+
+TEST(ServerSession, AuthScramThroughTheSession)
+{
+    ServerPolicy policy;
+    policy.sasl_mechanisms = {"SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "PLAIN"};
+    ServerSession session(policy);
+    (void)send_bytes(session);
+    session.receive("CAPA\r\n");
+    // Without TLS: no PLAIN (plaintext) and no -PLUS (nothing to bind to).
+    EXPECT_NE(send_bytes(session).find("\r\nSASL SCRAM-SHA-256\r\n"), std::string::npos);
+    const auto transcript = scram_login(session, "secret", "{PLAIN}secret");
+    EXPECT_NE(transcript.find("+OK Logged in"), std::string::npos) << transcript;
+    EXPECT_EQ(session.state(), SessionState::transaction);
+    EXPECT_EQ(session.user(), "alice");
+}
+
+TEST(ServerSession, AuthScramWrongPasswordFails)
+{
+    ServerPolicy policy;
+    policy.sasl_mechanisms = {"SCRAM-SHA-256"};
+    ServerSession session(policy);
+    (void)send_bytes(session);
+    const auto transcript = scram_login(session, "wrong", "{PLAIN}secret");
+    EXPECT_NE(transcript.find("-ERR [AUTH] Authentication failed."), std::string::npos) << transcript;
+    EXPECT_EQ(session.state(), SessionState::authorization);
+}
+
+TEST(ServerSession, PlusMechanismsOnlyWithChannelBinding)
+{
+    ServerPolicy policy;
+    policy.sasl_mechanisms = {"SCRAM-SHA-256-PLUS"};
+    policy.tls_available = true;
+    ServerSession session(policy);
+    (void)send_bytes(session);
+    session.receive("AUTH SCRAM-SHA-256-PLUS\r\nSTLS\r\n");
+    EXPECT_EQ(send_bytes(session),
+              "-ERR Unsupported authentication mechanism.\r\n+OK Begin TLS negotiation now.\r\n");
+    ASSERT_TRUE(std::holds_alternative<step::StartTls>(session.next_step()));
+    session.on_tls_started(std::string(32, 'x'));
+    session.receive("CAPA\r\n");
+    EXPECT_NE(send_bytes(session).find("\r\nSASL SCRAM-SHA-256-PLUS\r\n"), std::string::npos);
 }
 
 } // namespace

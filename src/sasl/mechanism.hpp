@@ -3,13 +3,14 @@
 // failure; the POP3 session (RFC 5034) owns base64 and the "+ " framing. This module knows
 // nothing of POP3 or of user databases.
 //
-// Implemented here: PLAIN (RFC 4616) and LOGIN. The other mechanisms (CRAM-MD5, SCRAM-*,
-// EXTERNAL, OAUTHBEARER, XOAUTH2) arrive with the authentication issue behind the same interface.
+// Implemented here: PLAIN (RFC 4616), LOGIN, and SCRAM-SHA-1/-256 with their -PLUS variants
+// through GNU SASL. CRAM-MD5, EXTERNAL, OAUTHBEARER and XOAUTH2 follow behind the same interface.
 #pragma once
 
 #include "core/result.hpp"
 #include "core/secret.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,7 +46,30 @@ struct Verify {
 struct Failure {
     errc reason = errc::auth_failed;
 };
-using ServerStep = std::variant<Challenge, Verify, Failure>;
+// The mechanism needs the user's stored secret (SCRAM): the session asks the driver to look the
+// user up and answers with ServerMechanism::provide_secret().
+struct NeedSecret {
+    std::string user;
+};
+// The mechanism proved the credentials itself (SCRAM). final_data, if any, is the server's last
+// message (RFC 4422 §3.6), which POP3 sends as one more challenge answered by an empty line.
+struct Authenticated {
+    std::string user;
+    std::optional<std::string> final_data;
+};
+using ServerStep = std::variant<Challenge, Verify, NeedSecret, Authenticated, Failure>;
+
+// A user's stored secret from the user database, as "{SCHEME}data" (password_scheme.hpp).
+struct StoredSecret {
+    std::string user; // canonical name
+    SecretString stored;
+};
+
+// What a mechanism may know of the connection: RFC 9266 tls-exporter channel-binding data
+// (32 octets from the TLS session) when TLS is active, for the -PLUS mechanisms.
+struct MechanismContext {
+    std::string tls_exporter;
+};
 
 class ServerMechanism {
 public:
@@ -59,6 +83,13 @@ public:
     [[nodiscard]] virtual ServerStep start(std::optional<std::string_view> initial_response) = 0;
     // Each later client response, decoded.
     [[nodiscard]] virtual ServerStep step(std::string_view response) = 0;
+    // The answer to NeedSecret: the record, or nothing for an unknown user (the mechanism then
+    // goes on with a made-up secret, so the exchange does not reveal whether the user exists).
+    [[nodiscard]] virtual ServerStep provide_secret(std::optional<StoredSecret> secret)
+    {
+        static_cast<void>(secret);
+        return Failure{};
+    }
 };
 
 class ClientMechanism {
@@ -78,8 +109,29 @@ public:
 // True for mechanisms that carry the password in the clear (refused before TLS by policy).
 [[nodiscard]] bool is_plaintext_mechanism(std::string_view name) noexcept;
 
-// A server mechanism by its name (case-insensitive), or nullptr if Pigeon has none by that name.
-[[nodiscard]] std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name);
+// A server mechanism by its name (case-insensitive), or nullptr if Pigeon has none by that name
+// (or it needs channel binding the context lacks).
+[[nodiscard]] std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name,
+                                                                     const MechanismContext& context = {});
+
+// SCRAM (RFC 5802, RFC 7677), with channel binding for the -PLUS variants (RFC 9266), through
+// GNU SASL: the names it implements here, server and client side.
+[[nodiscard]] bool is_scram_mechanism(std::string_view name) noexcept;
+[[nodiscard]] std::unique_ptr<ServerMechanism> make_scram_server(std::string_view name,
+                                                                 const MechanismContext& context);
+[[nodiscard]] std::unique_ptr<ClientMechanism> make_scram_client(std::string_view name, std::string authzid,
+                                                                 std::string authcid, SecretString password,
+                                                                 const MechanismContext& context);
+
+// Dovecot's stored SCRAM secret: "<iterations>,<base64 salt>,<base64 StoredKey>,<base64 ServerKey>"
+// (what follows "{SCRAM-SHA-256}").
+struct ScramSecret {
+    std::uint32_t iterations = 0;
+    std::string salt;       // raw
+    std::string stored_key; // raw
+    std::string server_key; // raw
+};
+[[nodiscard]] std::optional<ScramSecret> parse_scram_secret(std::string_view text);
 
 [[nodiscard]] std::unique_ptr<ServerMechanism> make_login_server();
 [[nodiscard]] std::unique_ptr<ClientMechanism> make_login_client(std::string user, SecretString password);

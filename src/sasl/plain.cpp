@@ -101,8 +101,11 @@ bool is_plaintext_mechanism(std::string_view name) noexcept
     return iequals(name, "PLAIN") || iequals(name, "LOGIN");
 }
 
-std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name)
+std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name, const MechanismContext& context)
 {
+    if (is_scram_mechanism(name)) {
+        return make_scram_server(name, context);
+    }
     if (iequals(name, "PLAIN")) {
         return std::make_unique<PlainServer>();
     }
