@@ -1,0 +1,93 @@
+#include "auth/throttle.hpp"
+
+#include <gtest/gtest.h>
+
+#include <regex>
+
+namespace pigeon::auth {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = AuthThrottle::Clock;
+
+TEST(AuthThrottle, DelayGrowsPerFailureAndIsCapped)
+{
+    AuthThrottle throttle(ThrottleOptions{250ms, 4000ms, 900s, 1000, 8, 1});
+    const auto now = Clock::time_point{} + 1h;
+    EXPECT_EQ(throttle.failure_delay("192.0.2.1", "alice", now), 0ms); // the first typo is free
+    throttle.record_failure("192.0.2.1", "alice", now);
+    EXPECT_EQ(throttle.failure_delay("192.0.2.1", "alice", now), 250ms);
+    throttle.record_failure("192.0.2.1", "alice", now);
+    EXPECT_EQ(throttle.failure_delay("192.0.2.1", "alice", now), 500ms);
+    for (int i = 0; i < 20; ++i) {
+        throttle.record_failure("192.0.2.1", "alice", now);
+    }
+    EXPECT_EQ(throttle.failure_delay("192.0.2.1", "alice", now), 4000ms);
+}
+
+TEST(AuthThrottle, PerAddressAndPerUser)
+{
+    AuthThrottle throttle(ThrottleOptions{100ms, 10'000ms, 900s, 1000, 8, 0});
+    const auto now = Clock::time_point{} + 1h;
+    // One address guessing many users is slowed by its address...
+    for (int i = 0; i < 5; ++i) {
+        throttle.record_failure("198.51.100.7", "user" + std::to_string(i), now);
+    }
+    EXPECT_EQ(throttle.failure_delay("198.51.100.7", "fresh", now), 3200ms);
+    // ...many addresses guessing one user are slowed by the user...
+    for (int i = 0; i < 5; ++i) {
+        throttle.record_failure("203.0.113." + std::to_string(i), "bob", now);
+    }
+    EXPECT_EQ(throttle.failure_delay("203.0.113.99", "bob", now), 3200ms);
+    // ...and nobody else is slowed at all.
+    EXPECT_EQ(throttle.failure_delay("192.0.2.50", "carol", now), 100ms);
+}
+
+TEST(AuthThrottle, FailuresAreForgottenAndSuccessClearsTheUser)
+{
+    AuthThrottle throttle(ThrottleOptions{100ms, 10'000ms, 60s, 1000, 8, 0});
+    const auto start = Clock::time_point{} + 1h;
+    for (int i = 0; i < 4; ++i) {
+        throttle.record_failure("192.0.2.1", "alice", start);
+    }
+    EXPECT_EQ(throttle.failure_delay("192.0.2.1", "alice", start + 59s), 1600ms);
+    EXPECT_EQ(throttle.failure_delay("192.0.2.1", "alice", start + 61s), 100ms);
+    throttle.record_failure("192.0.2.2", "dave", start);
+    throttle.record_failure("192.0.2.2", "dave", start);
+    throttle.record_success("dave");
+    EXPECT_EQ(throttle.failure_delay("192.0.2.3", "dave", start), 100ms);
+}
+
+TEST(AuthThrottle, MemoryIsBounded)
+{
+    AuthThrottle throttle(ThrottleOptions{100ms, 10'000ms, 900s, 50, 8, 0});
+    const auto now = Clock::time_point{} + 1h;
+    for (int i = 0; i < 10'000; ++i) {
+        throttle.record_failure("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256), "u", now);
+    }
+    EXPECT_EQ(throttle.tracked_addresses(), 50U);
+}
+
+TEST(AuthThrottle, ConcurrencyCap)
+{
+    AuthThrottle throttle(ThrottleOptions{100ms, 1000ms, 900s, 10, 2, 0});
+    EXPECT_TRUE(throttle.try_begin());
+    EXPECT_TRUE(throttle.try_begin());
+    EXPECT_FALSE(throttle.try_begin());
+    throttle.end();
+    EXPECT_TRUE(throttle.try_begin());
+}
+
+TEST(AuthFailureLog, OneRegexMatchesEveryLineAndHostileTextIsEscaped)
+{
+    const std::regex fail2ban(R"(^auth failed: user=\S+ rip=\S+ mech=\S+ reason=\S+$)");
+    const auto plain = format_auth_failure("alice", "192.0.2.1", "PLAIN", "password_mismatch");
+    EXPECT_EQ(plain, "auth failed: user=alice rip=192.0.2.1 mech=PLAIN reason=password_mismatch");
+    const auto hostile = format_auth_failure("x rip=10.0.0.1\n", "2001:db8::1", "USER", "unknown_user");
+    EXPECT_TRUE(std::regex_match(hostile, fail2ban)) << hostile;
+    EXPECT_EQ(hostile.find("rip=10.0.0.1"), std::string::npos); // the user cannot forge an address
+    EXPECT_TRUE(std::regex_match(format_auth_failure("", "192.0.2.1", "APOP", "x"), fail2ban));
+}
+
+} // namespace
+} // namespace pigeon::auth
