@@ -223,6 +223,9 @@ bool ServerSession::mechanism_offered(std::string_view mechanism) const noexcept
     if (sasl::is_plaintext_mechanism(mechanism) && !plaintext_allowed()) {
         return false;
     }
+    if (iequals(mechanism, "EXTERNAL") && m_policy.tls_client_identity.empty()) {
+        return false;
+    }
     // -PLUS binds to the TLS session: offer it only with channel-binding data to bind to.
     return !(mechanism.size() > 5 && iequals(mechanism.substr(mechanism.size() - 5), "-PLUS")) ||
            !m_policy.tls_exporter.empty();
@@ -303,7 +306,8 @@ void ServerSession::do_auth(command::Auth& cmd)
     }
     auto mechanism =
         enabled && offered(*cmd.mechanism)
-            ? sasl::make_server_mechanism(*cmd.mechanism, sasl::MechanismContext{m_policy.tls_exporter})
+            ? sasl::make_server_mechanism(
+                  *cmd.mechanism, sasl::MechanismContext{m_policy.tls_exporter, m_policy.tls_client_identity})
             : nullptr;
     if (!mechanism) {
         reply_error(make_error_code(errc::mechanism_unsupported));

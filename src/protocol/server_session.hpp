@@ -47,6 +47,8 @@ struct ServerPolicy {
     // RFC 9266 tls-exporter channel-binding data of the TLS session (empty without TLS); the
     // -PLUS mechanisms are offered only with it.
     std::string tls_exporter;
+    // The user a verified TLS client certificate maps to; EXTERNAL is offered only with one.
+    std::string tls_client_identity;
     std::optional<std::uint32_t> login_delay_seconds; // RFC 2449 §6.5, advertised
     std::optional<std::uint32_t> expire_days;         // RFC 2449 §6.7, advertised
     bool expire_never = false;                        // advertise "EXPIRE NEVER"

@@ -3,8 +3,9 @@
 // failure; the POP3 session (RFC 5034) owns base64 and the "+ " framing. This module knows
 // nothing of POP3 or of user databases.
 //
-// Implemented here: PLAIN (RFC 4616), LOGIN, and SCRAM-SHA-1/-256 with their -PLUS variants
-// through GNU SASL. CRAM-MD5, EXTERNAL, OAUTHBEARER and XOAUTH2 follow behind the same interface.
+// Implemented here: PLAIN (RFC 4616), LOGIN, SCRAM-SHA-1/-256 with their -PLUS variants through
+// GNU SASL, EXTERNAL, and the framing of OAUTHBEARER (RFC 7628) and XOAUTH2. CRAM-MD5 follows
+// behind the same interface.
 #pragma once
 
 #include "core/result.hpp"
@@ -33,7 +34,13 @@ struct ApopCredentials {
     std::string digest;
 };
 
-using Credentials = std::variant<PasswordCredentials, ApopCredentials>;
+// An OAuth 2.0 bearer token (OAUTHBEARER, RFC 7628; XOAUTH2), for the token validator.
+struct BearerCredentials {
+    std::string user;
+    SecretString token;
+};
+
+using Credentials = std::variant<PasswordCredentials, ApopCredentials, BearerCredentials>;
 
 [[nodiscard]] std::string_view credentials_user(const Credentials& credentials) noexcept;
 
@@ -69,6 +76,9 @@ struct StoredSecret {
 // (32 octets from the TLS session) when TLS is active, for the -PLUS mechanisms.
 struct MechanismContext {
     std::string tls_exporter;
+    // The user a verified TLS client certificate maps to (EXTERNAL, RFC 4422 appendix A); empty
+    // when the client presented none.
+    std::string external_identity;
 };
 
 class ServerMechanism {
@@ -135,6 +145,18 @@ struct ScramSecret {
 
 [[nodiscard]] std::unique_ptr<ServerMechanism> make_login_server();
 [[nodiscard]] std::unique_ptr<ClientMechanism> make_login_client(std::string user, SecretString password);
+
+// EXTERNAL: the identity was established outside SASL (a TLS client certificate). The client
+// may name the user it wants (its authzid); it must be the certificate's.
+[[nodiscard]] std::unique_ptr<ServerMechanism> make_external_server(const MechanismContext& context);
+[[nodiscard]] std::unique_ptr<ClientMechanism> make_external_client(std::string authzid);
+
+// OAUTHBEARER (RFC 7628) and XOAUTH2 (Google's and Microsoft's form): the framing of a bearer
+// token; the token itself is checked by the authentication layer (BearerCredentials).
+[[nodiscard]] std::unique_ptr<ServerMechanism> make_bearer_server(std::string_view name);
+[[nodiscard]] std::unique_ptr<ClientMechanism> make_bearer_client(std::string_view name, std::string user,
+                                                                  SecretString token, std::string host,
+                                                                  std::uint16_t port);
 
 [[nodiscard]] std::unique_ptr<ClientMechanism> make_plain_client(std::string authzid, std::string authcid,
                                                                  SecretString password);

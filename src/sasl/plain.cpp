@@ -93,7 +93,10 @@ std::string_view credentials_user(const Credentials& credentials) noexcept
     if (const auto* password = std::get_if<PasswordCredentials>(&credentials)) {
         return password->authcid;
     }
-    return std::get<ApopCredentials>(credentials).user;
+    if (const auto* apop = std::get_if<ApopCredentials>(&credentials)) {
+        return apop->user;
+    }
+    return std::get<BearerCredentials>(credentials).user;
 }
 
 bool is_plaintext_mechanism(std::string_view name) noexcept
@@ -111,6 +114,12 @@ std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name, co
     }
     if (iequals(name, "LOGIN")) {
         return make_login_server();
+    }
+    if (iequals(name, "EXTERNAL")) {
+        return make_external_server(context);
+    }
+    if (iequals(name, "OAUTHBEARER") || iequals(name, "XOAUTH2")) {
+        return make_bearer_server(name);
     }
     return nullptr;
 }

@@ -139,8 +139,8 @@ TEST(Scram, UnknownUserStillGetsAChallenge)
 
 TEST(Scram, ChannelBindingWithTlsExporter)
 {
-    const MechanismContext tls{std::string(32, '\x42')};
-    const MechanismContext other{std::string(32, '\x43')};
+    const MechanismContext tls{std::string(32, '\x42'), {}};
+    const MechanismContext other{std::string(32, '\x43'), {}};
     EXPECT_FALSE(make_server_mechanism("SCRAM-SHA-256-PLUS")); // no TLS, no -PLUS
     EXPECT_TRUE(
         exchange("SCRAM-SHA-256-PLUS", secret_for("alice", "{PLAIN}secret"), "alice", "secret", tls, tls)

@@ -22,8 +22,8 @@ Result<std::string> MemoryPassDb::verify(const sasl::Credentials& credentials)
     bool ok = false;
     if (const auto* password = std::get_if<sasl::PasswordCredentials>(&credentials)) {
         ok = constant_time_equals(password->password.view(), secret);
-    } else {
-        const auto& apop = std::get<sasl::ApopCredentials>(credentials);
+    } else if (const auto* apop_credentials = std::get_if<sasl::ApopCredentials>(&credentials)) {
+        const auto& apop = *apop_credentials;
         ok = constant_time_equals(apop_digest(apop.timestamp, secret), apop.digest);
     }
     if (!ok) {
