@@ -20,9 +20,9 @@ std::string apop_digest(std::string_view timestamp, std::string_view secret)
     if (!ok) {
         return {};
     }
-    static constexpr char hex[] = "0123456789abcdef";
+    static constexpr std::string_view hex = "0123456789abcdef";
     std::string out;
-    out.reserve(length * 2);
+    out.reserve(std::size_t{length} * 2);
     for (unsigned int i = 0; i < length; ++i) {
         out.push_back(hex[digest[i] >> 4U]);
         out.push_back(hex[digest[i] & 0x0FU]);

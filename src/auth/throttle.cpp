@@ -8,7 +8,7 @@ namespace pigeon::auth {
 
 AuthThrottle::AuthThrottle(ThrottleOptions options) : m_options(options) {}
 
-std::uint32_t AuthThrottle::current(Table& table, std::string_view key, Clock::time_point now)
+std::uint32_t AuthThrottle::current(Table& table, std::string_view key, Clock::time_point now) const
 {
     const auto found = table.entries.find(std::string(key));
     if (found == table.entries.end()) {

@@ -61,7 +61,7 @@ private:
         std::list<std::string> by_age; // most recent failure first
     };
 
-    [[nodiscard]] std::uint32_t current(Table& table, std::string_view key, Clock::time_point now);
+    [[nodiscard]] std::uint32_t current(Table& table, std::string_view key, Clock::time_point now) const;
     void add(Table& table, std::string_view key, Clock::time_point now);
     [[nodiscard]] std::chrono::milliseconds delay_for(std::uint32_t failures) const;
 

@@ -15,11 +15,11 @@ inline constexpr std::size_t max_argument_octets = 40;
 // RFC 5034 §4 bounds only the AUTH command line; continuation lines carry SASL tokens, and OAuth
 // bearer tokens (XOAUTH2, OAUTHBEARER) exceed 2,000 octets. 16 KiB holds any token seen in
 // practice while keeping a hostile client's buffer small.
-inline constexpr std::size_t max_sasl_line_octets = 16 * 1024;
+inline constexpr std::size_t max_sasl_line_octets = std::size_t{16} * 1024;
 
 // RFC 2449 §4: responses "may be up to 512 characters long, including the terminating CRLF".
 // Real servers exceed it in greetings and multi-line listings, so the client accepts 8 KiB.
-inline constexpr std::size_t max_response_line_octets = 8 * 1024;
+inline constexpr std::size_t max_response_line_octets = std::size_t{8} * 1024;
 
 // RFC 1939 §7: a unique-id is "1 to 70 characters in the range 0x21 to 0x7E".
 inline constexpr std::size_t max_unique_id_octets = 70;

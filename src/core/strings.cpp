@@ -1,5 +1,7 @@
 #include "core/strings.hpp"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 
 namespace pigeon {
@@ -48,23 +50,15 @@ std::optional<std::uint64_t> parse_u64(std::string_view digits) noexcept
 
 bool is_ascii(std::string_view text) noexcept
 {
-    for (const char c : text) {
-        if (static_cast<unsigned char>(c) >= 0x80) {
-            return false;
-        }
-    }
-    return true;
+    return std::ranges::all_of(text, [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 bool has_control_characters(std::string_view text) noexcept
 {
-    for (const char c : text) {
+    return std::ranges::any_of(text, [](char c) {
         const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20 || byte == 0x7F) {
-            return true;
-        }
-    }
-    return false;
+        return byte < 0x20 || byte == 0x7F;
+    });
 }
 
 bool is_valid_utf8(std::string_view text) noexcept
@@ -100,7 +94,7 @@ bool is_valid_utf8(std::string_view text) noexcept
             }
             code_point = (code_point << 6U) | (continuation & 0x3FU);
         }
-        constexpr std::uint32_t minimum[] = {0, 0, 0x80, 0x800, 0x10000};
+        constexpr std::array<std::uint32_t, 5> minimum{0, 0, 0x80, 0x800, 0x10000}; // no overlong forms
         if (code_point < minimum[length] || code_point > 0x10FFFF ||
             (code_point >= 0xD800 && code_point <= 0xDFFF)) {
             return false;

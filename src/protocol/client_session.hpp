@@ -74,7 +74,7 @@ public:
     [[nodiscard]] std::size_t pending_replies() const noexcept { return m_expected.size(); }
 
     // Largest piece of body handed out in one BodyData event.
-    static constexpr std::size_t body_chunk_octets = 64 * 1024;
+    static constexpr std::size_t body_chunk_octets = std::size_t{64} * 1024;
 
 private:
     enum class Shape {

@@ -3,6 +3,8 @@
 #include "core/limits.hpp"
 #include "core/strings.hpp"
 
+#include <algorithm>
+
 namespace pigeon::protocol {
 
 ResponseCode Reply::known_code() const noexcept
@@ -173,12 +175,8 @@ Result<UniqueIdListing> parse_unique_id_listing(std::string_view line)
 
 bool Capabilities::has_mechanism(std::string_view name) const noexcept
 {
-    for (const auto& mechanism : sasl_mechanisms) {
-        if (iequals(mechanism, name)) {
-            return true;
-        }
-    }
-    return false;
+    return std::ranges::any_of(sasl_mechanisms,
+                               [&](const std::string& mechanism) { return iequals(mechanism, name); });
 }
 
 void add_capability_line(Capabilities& caps, std::string_view line)

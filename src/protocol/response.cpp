@@ -2,6 +2,8 @@
 
 #include "core/error.hpp"
 
+#include <array>
+
 namespace pigeon::protocol {
 
 std::string_view response_code_text(ResponseCode code) noexcept
@@ -29,35 +31,39 @@ struct ErrorRow {
 // The one table: for each error, its response code, whether the connection ends, and what the
 // client is told. Errors not listed (an errno from a disk, say) answer
 // "-ERR [SYS/TEMP] Internal error, try again later." and never show their detail to the peer.
-constexpr ErrorRow error_table[] = {
-    {errc::line_too_long, ResponseCode::none, false, "Line too long."},
-    {errc::argument_too_long, ResponseCode::none, false, "Argument too long."},
-    {errc::unknown_command, ResponseCode::none, false, "Unknown command."},
-    {errc::syntax_error, ResponseCode::none, false, "Invalid arguments."},
-    {errc::invalid_message_number, ResponseCode::none, false, "Invalid message number."},
-    {errc::bad_base64, ResponseCode::none, false, "Invalid base64 data."},
-    {errc::wrong_state, ResponseCode::none, false, "Command not valid in this state."},
-    {errc::no_such_message, ResponseCode::none, false, "No such message."},
-    {errc::message_deleted, ResponseCode::none, false, "Message is deleted."},
-    {errc::too_many_bad_commands, ResponseCode::none, true, "Too many bad commands."},
-    {errc::plaintext_disallowed, ResponseCode::auth, false,
-     "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."},
-    {errc::utf8_not_enabled, ResponseCode::none, false, "UTF-8 user names need the UTF8 command first."},
-    {errc::mechanism_unsupported, ResponseCode::none, false, "Unsupported authentication mechanism."},
-    {errc::auth_failed, ResponseCode::auth, false, "Authentication failed."},
-    {errc::auth_cancelled, ResponseCode::none, false, "Authentication cancelled."},
-    {errc::auth_temporary_failure, ResponseCode::sys_temp, false,
-     "Temporary authentication failure, try again later."},
-    {errc::login_delay, ResponseCode::login_delay, false, "Logged in too recently, try again later."},
-    {errc::too_many_auth_failures, ResponseCode::auth, true, "Too many authentication failures."},
-    {errc::maildrop_in_use, ResponseCode::in_use, false, "Maildrop is in use by another session."},
-    {errc::maildrop_unavailable, ResponseCode::sys_temp, false, "Maildrop unavailable, try again later."},
-    {errc::maildrop_damaged, ResponseCode::sys_perm, false, "Maildrop cannot be read."},
-    {errc::message_unavailable, ResponseCode::sys_temp, false, "Message unavailable, try again later."},
-    {errc::commit_failed, ResponseCode::sys_temp, true, "Some deleted messages were not removed."},
-    {errc::delivery_temporary_failure, ResponseCode::sys_temp, false, "Temporary failure, try again later."},
+constexpr std::array error_table{
+    ErrorRow{errc::line_too_long, ResponseCode::none, false, "Line too long."},
+    ErrorRow{errc::argument_too_long, ResponseCode::none, false, "Argument too long."},
+    ErrorRow{errc::unknown_command, ResponseCode::none, false, "Unknown command."},
+    ErrorRow{errc::syntax_error, ResponseCode::none, false, "Invalid arguments."},
+    ErrorRow{errc::invalid_message_number, ResponseCode::none, false, "Invalid message number."},
+    ErrorRow{errc::bad_base64, ResponseCode::none, false, "Invalid base64 data."},
+    ErrorRow{errc::wrong_state, ResponseCode::none, false, "Command not valid in this state."},
+    ErrorRow{errc::no_such_message, ResponseCode::none, false, "No such message."},
+    ErrorRow{errc::message_deleted, ResponseCode::none, false, "Message is deleted."},
+    ErrorRow{errc::too_many_bad_commands, ResponseCode::none, true, "Too many bad commands."},
+    ErrorRow{errc::plaintext_disallowed, ResponseCode::auth, false,
+             "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."},
+    ErrorRow{errc::utf8_not_enabled, ResponseCode::none, false,
+             "UTF-8 user names need the UTF8 command first."},
+    ErrorRow{errc::mechanism_unsupported, ResponseCode::none, false, "Unsupported authentication mechanism."},
+    ErrorRow{errc::auth_failed, ResponseCode::auth, false, "Authentication failed."},
+    ErrorRow{errc::auth_cancelled, ResponseCode::none, false, "Authentication cancelled."},
+    ErrorRow{errc::auth_temporary_failure, ResponseCode::sys_temp, false,
+             "Temporary authentication failure, try again later."},
+    ErrorRow{errc::login_delay, ResponseCode::login_delay, false, "Logged in too recently, try again later."},
+    ErrorRow{errc::too_many_auth_failures, ResponseCode::auth, true, "Too many authentication failures."},
+    ErrorRow{errc::maildrop_in_use, ResponseCode::in_use, false, "Maildrop is in use by another session."},
+    ErrorRow{errc::maildrop_unavailable, ResponseCode::sys_temp, false,
+             "Maildrop unavailable, try again later."},
+    ErrorRow{errc::maildrop_damaged, ResponseCode::sys_perm, false, "Maildrop cannot be read."},
+    ErrorRow{errc::message_unavailable, ResponseCode::sys_temp, false,
+             "Message unavailable, try again later."},
+    ErrorRow{errc::commit_failed, ResponseCode::sys_temp, true, "Some deleted messages were not removed."},
+    ErrorRow{errc::delivery_temporary_failure, ResponseCode::sys_temp, false,
+             "Temporary failure, try again later."},
     // A user whose name cannot become a maildrop path: retrying will not help.
-    {errc::invalid_user_name, ResponseCode::sys_perm, false, "Maildrop unavailable for this user."},
+    ErrorRow{errc::invalid_user_name, ResponseCode::sys_perm, false, "Maildrop unavailable for this user."},
 };
 
 const ErrorRow* find_row(std::error_code error) noexcept

@@ -14,7 +14,7 @@ namespace {
 constexpr char kvsep = '\x01';
 // Tokens from Microsoft's identity platform exceed 2,000 octets; 8 KiB is far above any seen in
 // practice and, base64-encoded with its framing, still fits limits::max_sasl_line_octets.
-constexpr std::size_t max_token_octets = 8 * 1024;
+constexpr std::size_t max_token_octets = std::size_t{8} * 1024;
 
 class ExternalServer final : public ServerMechanism {
 public:

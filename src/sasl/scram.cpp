@@ -28,7 +28,7 @@ int property_callback(Gsasl* context, Gsasl_session* session, Gsasl_property pro
 // callback; per-exchange state lives in each Gsasl_session).
 Gsasl* library()
 {
-    static Gsasl* context = nullptr;
+    static Gsasl* context = nullptr; // NOLINT(cppcoreguidelines-avoid-non-const-global-variables): set once
     static std::once_flag once;
     std::call_once(once, [] {
         if (gsasl_init(&context) == GSASL_OK) {
@@ -105,6 +105,10 @@ public:
         : m_name(std::move(name)), m_tls_exporter(context.tls_exporter)
     {
     }
+    ScramServer(const ScramServer&) = delete;
+    ScramServer& operator=(const ScramServer&) = delete;
+    ScramServer(ScramServer&&) = delete;
+    ScramServer& operator=(ScramServer&&) = delete;
     ~ScramServer() override
     {
         if (m_session != nullptr) {
@@ -234,7 +238,7 @@ private:
 
     // A secret no password matches, stable per user name within this process, so repeated
     // probes see the same salt and learn nothing about whether the user exists.
-    ScramSecret made_up_secret() const
+    [[nodiscard]] ScramSecret made_up_secret() const
     {
         static const std::string key = [] {
             std::string bytes(32, '\0');
@@ -279,6 +283,10 @@ public:
             m_session = nullptr;
         }
     }
+    ScramClient(const ScramClient&) = delete;
+    ScramClient& operator=(const ScramClient&) = delete;
+    ScramClient(ScramClient&&) = delete;
+    ScramClient& operator=(ScramClient&&) = delete;
     ~ScramClient() override
     {
         if (m_session != nullptr) {

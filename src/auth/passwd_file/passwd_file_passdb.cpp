@@ -82,9 +82,9 @@ PasswdFilePassDb::Parsed PasswdFilePassDb::parse(std::string_view text, std::str
                 item.remove_prefix(7);
             }
             const std::size_t equals = item.find('=');
-            record.extra_fields.emplace_back(std::string(item.substr(0, equals)),
-                                             equals == std::string_view::npos ? std::string()
-                                                                              : std::string(item.substr(equals + 1)));
+            record.extra_fields.emplace_back(
+                std::string(item.substr(0, equals)),
+                equals == std::string_view::npos ? std::string() : std::string(item.substr(equals + 1)));
         }
         // Dovecot takes the first line for a user; so do we.
         std::string key = record.name;

@@ -9,9 +9,9 @@
 // is read with the configured default scheme (Dovecot's default for passwd-file: CRYPT).
 //
 // The file is read again when it changes (inode, size or modification time), checked at most
-// once per recheck_interval (a second by default); a file that cannot be read keeps the last good copy in use. Hostile content is
-// bounded: lines over 64 KiB and files over 64 MiB are refused line by line or whole, and every
-// skipped line is reported with its number. Thread-safe.
+// once per recheck_interval (a second by default); a file that cannot be read keeps the last good copy in
+// use. Hostile content is bounded: lines over 64 KiB and files over 64 MiB are refused line by line or whole,
+// and every skipped line is reported with its number. Thread-safe.
 #pragma once
 
 #include "auth/passdb.hpp"

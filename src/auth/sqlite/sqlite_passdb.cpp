@@ -24,16 +24,17 @@ public:
     [[nodiscard]] bool valid() const noexcept { return m_statement != nullptr; }
     bool bind(int index, std::string_view text)
     {
-        return sqlite3_bind_text(m_statement, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT) ==
-               SQLITE_OK;
+        return sqlite3_bind_text(m_statement, index, text.data(), static_cast<int>(text.size()),
+                                 SQLITE_TRANSIENT) == SQLITE_OK;
     }
     int step() { return sqlite3_step(m_statement); }
     [[nodiscard]] std::string text(int column) const
     {
         const auto* value = sqlite3_column_text(m_statement, column);
-        return value == nullptr ? std::string()
-                                : std::string(reinterpret_cast<const char*>(value),
-                                              static_cast<std::size_t>(sqlite3_column_bytes(m_statement, column)));
+        return value == nullptr
+                   ? std::string()
+                   : std::string(reinterpret_cast<const char*>(value),
+                                 static_cast<std::size_t>(sqlite3_column_bytes(m_statement, column)));
     }
     [[nodiscard]] std::optional<std::uint32_t> number(int column) const
     {
@@ -112,9 +113,9 @@ Result<std::optional<UserRecord>> SqlitePassDb::lookup(std::string_view user)
         rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
         if (!item.empty()) {
             const std::size_t equals = item.find('=');
-            record.extra_fields.emplace_back(std::string(item.substr(0, equals)),
-                                             equals == std::string_view::npos ? std::string()
-                                                                              : std::string(item.substr(equals + 1)));
+            record.extra_fields.emplace_back(
+                std::string(item.substr(0, equals)),
+                equals == std::string_view::npos ? std::string() : std::string(item.substr(equals + 1)));
         }
     }
     return std::optional<UserRecord>{std::move(record)};
@@ -148,8 +149,8 @@ Result<void> SqlitePassDb::add_user(std::string_view user, std::string_view stor
 
 Result<void> SqlitePassDb::set_password(std::string_view user, std::string_view stored_password)
 {
-    auto changed = execute("UPDATE users SET password = ?2, updated_at = datetime('now') WHERE name = ?1", user,
-                           stored_password);
+    auto changed = execute("UPDATE users SET password = ?2, updated_at = datetime('now') WHERE name = ?1",
+                           user, stored_password);
     if (!changed) {
         return fail(changed.error());
     }

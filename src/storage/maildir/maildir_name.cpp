@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 
 namespace pigeon::storage::maildir {
@@ -55,12 +56,7 @@ bool is_valid_unique_id(std::string_view text) noexcept
     if (text.empty() || text.size() > limits::max_unique_id_octets) {
         return false;
     }
-    for (const char c : text) {
-        if (c < 0x21 || c > 0x7E) {
-            return false;
-        }
-    }
-    return true;
+    return std::ranges::all_of(text, [](char c) { return c >= 0x21 && c <= 0x7E; });
 }
 
 std::string unique_id_for_base_name(std::string_view base)
@@ -73,7 +69,8 @@ std::string unique_id_for_base_name(std::string_view base)
     EVP_Digest(base.data(), base.size(), digest.data(), &length, EVP_sha256(), nullptr);
     // base64url without padding: every character is valid in a unique-id; 32 characters carry
     // 192 bits, far beyond any chance of two names colliding.
-    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static constexpr std::string_view alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     std::string out;
     std::uint32_t bits = 0;
     int count = 0;

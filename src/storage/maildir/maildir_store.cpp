@@ -30,12 +30,12 @@ namespace {
 
 using maildir::base_name;
 
-constexpr std::size_t read_chunk_octets = 64 * 1024;
+constexpr std::size_t read_chunk_octets = std::size_t{64} * 1024;
 // A directory whose mtime is this recent may still change within the same timestamp tick, so
 // the index does not vouch for it (Dovecot uses the same rule).
 constexpr std::int64_t mtime_settle_ns = 2'000'000'000;
 // Bound on the index and on dovecot-uidlist: 100,000 messages take about 10 MB.
-constexpr std::size_t max_index_octets = 256 * 1024 * 1024;
+constexpr std::size_t max_index_octets = std::size_t{256} * 1024 * 1024;
 
 enum class Folder : std::uint8_t {
     new_dir = 0,
@@ -568,6 +568,10 @@ public:
         : m_root(std::move(root)), m_base(std::move(base)), m_fd(std::move(fd))
     {
     }
+    MaildirPendingDelivery(const MaildirPendingDelivery&) = delete;
+    MaildirPendingDelivery& operator=(const MaildirPendingDelivery&) = delete;
+    MaildirPendingDelivery(MaildirPendingDelivery&&) = delete;
+    MaildirPendingDelivery& operator=(MaildirPendingDelivery&&) = delete;
     ~MaildirPendingDelivery() override
     {
         if (!m_committed) {
@@ -653,7 +657,7 @@ Result<std::unique_ptr<Maildrop>> MaildirStore::open(std::string_view user)
     return open_path(*root);
 }
 
-Result<std::unique_ptr<Maildrop>> MaildirStore::open_path(const std::string& root)
+Result<std::unique_ptr<Maildrop>> MaildirStore::open_path(const std::string& root) const
 {
     if (auto made = ensure_maildir(root); !made) {
         return fail(errc::maildrop_unavailable);

@@ -34,7 +34,7 @@ public:
     [[nodiscard]] Result<std::unique_ptr<PendingDelivery>> begin(std::string_view user) override;
 
     // The same for a maildir given by its path (tools, benchmarks).
-    [[nodiscard]] Result<std::unique_ptr<Maildrop>> open_path(const std::string& root);
+    [[nodiscard]] Result<std::unique_ptr<Maildrop>> open_path(const std::string& root) const;
     [[nodiscard]] Result<std::unique_ptr<PendingDelivery>> begin_path(const std::string& root);
 
 private:

@@ -28,15 +28,18 @@ private:
 class MemoryMaildrop final : public Maildrop {
 public:
     MemoryMaildrop(std::shared_ptr<MemoryMaildropStore::State> state, std::string user)
-        : m_state(std::move(state)), m_user(std::move(user))
+        : m_state(std::move(state)), m_user(std::move(user)), m_snapshot(m_state->maildrops[m_user])
     {
-        m_snapshot = m_state->maildrops[m_user];
         m_octets.reserve(m_snapshot.size());
         for (const auto& message : m_snapshot) {
             m_octets.push_back(protocol::wire_size(message.content));
         }
     }
 
+    MemoryMaildrop(const MemoryMaildrop&) = delete;
+    MemoryMaildrop& operator=(const MemoryMaildrop&) = delete;
+    MemoryMaildrop(MemoryMaildrop&&) = delete;
+    MemoryMaildrop& operator=(MemoryMaildrop&&) = delete;
     ~MemoryMaildrop() override { m_state->locked.erase(m_user); }
 
     [[nodiscard]] std::uint32_t message_count() const noexcept override

@@ -21,6 +21,10 @@ struct StoredMessage {
 class MemoryMaildropStore final : public MaildropStore, public Delivery {
 public:
     MemoryMaildropStore();
+    MemoryMaildropStore(const MemoryMaildropStore&) = delete;
+    MemoryMaildropStore& operator=(const MemoryMaildropStore&) = delete;
+    MemoryMaildropStore(MemoryMaildropStore&&) = delete;
+    MemoryMaildropStore& operator=(MemoryMaildropStore&&) = delete;
     ~MemoryMaildropStore() override;
 
     void add_message(const std::string& user, StoredMessage message);
