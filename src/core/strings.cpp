@@ -48,6 +48,31 @@ std::optional<std::uint64_t> parse_u64(std::string_view digits) noexcept
     return parse_unsigned<std::uint64_t>(digits);
 }
 
+std::optional<std::uint8_t> parse_hex_byte(std::string_view two_digits) noexcept
+{
+    if (two_digits.size() != 2) {
+        return std::nullopt;
+    }
+    const auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') {
+            return c - '0';
+        }
+        if (c >= 'a' && c <= 'f') {
+            return c - 'a' + 10;
+        }
+        if (c >= 'A' && c <= 'F') {
+            return c - 'A' + 10;
+        }
+        return -1;
+    };
+    const int high = nibble(two_digits[0]);
+    const int low = nibble(two_digits[1]);
+    if (high < 0 || low < 0) {
+        return std::nullopt;
+    }
+    return static_cast<std::uint8_t>(high * 16 + low);
+}
+
 bool is_ascii(std::string_view text) noexcept
 {
     return std::ranges::all_of(text, [](char c) { return static_cast<unsigned char>(c) < 0x80; });

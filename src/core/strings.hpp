@@ -36,6 +36,9 @@ namespace pigeon {
 // Parses like parse_u32 but for 64 bits (octet counts).
 [[nodiscard]] std::optional<std::uint64_t> parse_u64(std::string_view digits) noexcept;
 
+// Two hexadecimal digits (either case) as one byte.
+[[nodiscard]] std::optional<std::uint8_t> parse_hex_byte(std::string_view two_digits) noexcept;
+
 [[nodiscard]] bool is_ascii(std::string_view text) noexcept;
 
 // Well-formed UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF.

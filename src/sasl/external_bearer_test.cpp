@@ -77,3 +77,58 @@ TEST(Bearer, MalformedMessagesFail)
 
 } // namespace
 } // namespace pigeon::sasl
+
+namespace pigeon::sasl {
+namespace {
+
+// RFC 2195 §2's example.
+TEST(CramMd5, ClientMatchesRfc2195)
+{
+    auto client = make_cram_md5_client("tim", SecretString("tanstaaftanstaaf"));
+    EXPECT_FALSE(client->initial_response());
+    EXPECT_EQ(client->respond("<1896.697170952@postoffice.reston.mci.net>").value(),
+              "tim b913a602c7eda7a495b4e6e7334d3890");
+}
+
+bool cram_exchange(std::string_view stored, std::string_view password)
+{
+    auto server = make_server_mechanism("CRAM-MD5");
+    auto client = make_cram_md5_client("alice", SecretString(std::string(password)));
+    auto challenge = server->start(std::nullopt);
+    if (!std::holds_alternative<Challenge>(challenge)) {
+        return false;
+    }
+    auto need = server->step(client->respond(std::get<Challenge>(challenge).data).value());
+    if (!std::holds_alternative<NeedSecret>(need) || std::get<NeedSecret>(need).user != "alice") {
+        return false;
+    }
+    auto done = server->provide_secret(StoredSecret{"alice", SecretString(std::string(stored))});
+    return std::holds_alternative<Authenticated>(done);
+}
+
+TEST(CramMd5, ServerChecksPlainAndDovecotStoredContexts)
+{
+    EXPECT_TRUE(cram_exchange("{PLAIN}secret", "secret"));
+    EXPECT_FALSE(cram_exchange("{PLAIN}secret", "Secret"));
+    // `doveadm pw -s CRAM-MD5 -p secret`: the server answers without knowing the password.
+    const std::string dovecot = "{CRAM-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a81bbaac395731b56";
+    EXPECT_TRUE(cram_exchange(dovecot, "secret"));
+    EXPECT_FALSE(cram_exchange(dovecot, "wrong"));
+    EXPECT_FALSE(cram_exchange("{SHA512-CRYPT}$6$x$y", "secret"));
+    EXPECT_FALSE(cram_exchange("{CRAM-MD5}zz", "secret"));
+}
+
+TEST(CramMd5, ChallengesAreUniqueAndMalformedAnswersFail)
+{
+    auto first = make_server_mechanism("CRAM-MD5")->start(std::nullopt);
+    auto second = make_server_mechanism("CRAM-MD5")->start(std::nullopt);
+    EXPECT_NE(std::get<Challenge>(first).data, std::get<Challenge>(second).data);
+    for (const std::string_view answer : {"", "alice", "alice 123", " b913a602c7eda7a495b4e6e7334d3890"}) {
+        auto server = make_server_mechanism("CRAM-MD5");
+        (void)server->start(std::nullopt);
+        EXPECT_TRUE(std::holds_alternative<Failure>(server->step(answer))) << answer;
+    }
+}
+
+} // namespace
+} // namespace pigeon::sasl

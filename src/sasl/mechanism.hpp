@@ -4,8 +4,8 @@
 // nothing of POP3 or of user databases.
 //
 // Implemented here: PLAIN (RFC 4616), LOGIN, SCRAM-SHA-1/-256 with their -PLUS variants through
-// GNU SASL, EXTERNAL, and the framing of OAUTHBEARER (RFC 7628) and XOAUTH2. CRAM-MD5 follows
-// behind the same interface.
+// GNU SASL, CRAM-MD5 (RFC 2195), EXTERNAL, and the framing of OAUTHBEARER (RFC 7628) and
+// XOAUTH2.
 #pragma once
 
 #include "core/result.hpp"
@@ -144,6 +144,9 @@ struct ScramSecret {
 [[nodiscard]] std::optional<ScramSecret> parse_scram_secret(std::string_view text);
 
 [[nodiscard]] std::unique_ptr<ServerMechanism> make_login_server();
+// CRAM-MD5 (RFC 2195), checked against a stored {PLAIN} or Dovecot {CRAM-MD5} secret.
+[[nodiscard]] std::unique_ptr<ServerMechanism> make_cram_md5_server();
+[[nodiscard]] std::unique_ptr<ClientMechanism> make_cram_md5_client(std::string user, SecretString password);
 [[nodiscard]] std::unique_ptr<ClientMechanism> make_login_client(std::string user, SecretString password);
 
 // EXTERNAL: the identity was established outside SASL (a TLS client certificate). The client

@@ -115,6 +115,9 @@ std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name, co
     if (iequals(name, "LOGIN")) {
         return make_login_server();
     }
+    if (iequals(name, "CRAM-MD5")) {
+        return make_cram_md5_server();
+    }
     if (iequals(name, "EXTERNAL")) {
         return make_external_server(context);
     }
