@@ -4,6 +4,7 @@
 #include "storage/delivery.hpp"
 #include "storage/maildir/maildir_store.hpp"
 #include "storage/maildrop.hpp"
+#include "storage/mbox/mbox_store.hpp"
 #include "storage/memory/memory_maildrop.hpp"
 
 #include <gtest/gtest.h>
@@ -40,6 +41,20 @@ struct MaildirInstance final : BackendInstance {
     Delivery& delivery() override { return maildir; }
 };
 
+struct MboxInstance final : BackendInstance {
+    explicit MboxInstance(const std::filesystem::path& root) : mbox(make_options(root)) {}
+    static MboxOptions make_options(const std::filesystem::path& root)
+    {
+        MboxOptions options;
+        options.path_template = (root / "%u").string();
+        options.lock_timeout = std::chrono::seconds(5);
+        return options;
+    }
+    MboxStore mbox;
+    MaildropStore& store() override { return mbox; }
+    Delivery& delivery() override { return mbox; }
+};
+
 struct MemoryInstance final : BackendInstance {
     MemoryMaildropStore memory;
     MaildropStore& store() override { return memory; }
@@ -53,6 +68,7 @@ std::vector<Backend> backends()
         {"memory", [](const std::filesystem::path&) { return std::make_unique<MemoryInstance>(); }},
         {"maildir",
          [](const std::filesystem::path& root) { return std::make_unique<MaildirInstance>(root); }},
+        {"mbox", [](const std::filesystem::path& root) { return std::make_unique<MboxInstance>(root); }},
     };
 }
 

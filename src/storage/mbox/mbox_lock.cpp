@@ -1,0 +1,170 @@
+#include "storage/mbox/mbox_lock.hpp"
+
+#include "storage/fs_util.hpp"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <string_view>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+#include <utility>
+
+namespace pigeon::storage::mbox {
+namespace {
+
+constexpr std::chrono::milliseconds first_retry_delay{5};
+constexpr std::chrono::milliseconds max_retry_delay{200};
+constexpr std::chrono::seconds refresh_interval{30};
+
+bool sleep_until_next_try(std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds& delay)
+{
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+        return false;
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(delay, deadline - now));
+    delay = std::min(delay * 2, max_retry_delay);
+    return true;
+}
+
+bool is_stale(const struct stat& st)
+{
+    const auto modified = std::chrono::system_clock::from_time_t(st.st_mtim.tv_sec);
+    return std::chrono::system_clock::now() - modified > stale_dotlock_age;
+}
+
+} // namespace
+
+Result<MboxLock> MboxLock::acquire(int fd, const std::string& mbox_path, const Options& options)
+{
+    MboxLock lock;
+    lock.m_fd = fd;
+    const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+    auto delay = first_retry_delay;
+
+    if (options.dotlock) {
+        const std::string path = mbox_path + ".lock";
+        for (;;) {
+            UniqueFd dotlock(
+                ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+            if (dotlock.valid()) {
+                // The PID helps an administrator; no program relies on it.
+                const std::string pid = std::to_string(::getpid()) + "\n";
+                (void)write_all(dotlock.get(), pid);
+                struct stat st {};
+                if (::fstat(dotlock.get(), &st) == 0) {
+                    lock.m_dotlock_inode = static_cast<std::uint64_t>(st.st_ino);
+                }
+                lock.m_dotlock_path = path;
+                lock.m_refreshed = std::chrono::steady_clock::now();
+                break;
+            }
+            if (errno != EEXIST) {
+                return fail(last_errno());
+            }
+            struct stat st {};
+            if (::lstat(path.c_str(), &st) == 0 && is_stale(st)) {
+                ::unlink(path.c_str()); // its owner died long ago (a race with another remover is harmless)
+                continue;
+            }
+            if (!sleep_until_next_try(deadline, delay)) {
+                return fail(errc::maildrop_in_use);
+            }
+        }
+    }
+
+    delay = first_retry_delay;
+    for (;;) {
+        struct flock range {};
+        range.l_type = F_WRLCK;
+        range.l_whence = SEEK_SET;
+#ifdef F_OFD_SETLK
+        const int command = lock.m_ofd ? F_OFD_SETLK : F_SETLK;
+#else
+        lock.m_ofd = false;
+        const int command = F_SETLK;
+#endif
+        if (::fcntl(fd, command, &range) == 0) {
+            lock.m_file_locked = true;
+            return lock;
+        }
+        if (errno == EINVAL && lock.m_ofd) {
+            lock.m_ofd = false; // a kernel without OFD locks
+            continue;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EACCES && errno != EAGAIN) {
+            return fail(last_errno()); // the destructor removes the dotlock
+        }
+        if (!sleep_until_next_try(deadline, delay)) {
+            return fail(errc::maildrop_in_use);
+        }
+    }
+}
+
+MboxLock::MboxLock(MboxLock&& other) noexcept
+    : m_fd(std::exchange(other.m_fd, -1)), m_file_locked(std::exchange(other.m_file_locked, false)),
+      m_ofd(other.m_ofd), m_dotlock_path(std::exchange(other.m_dotlock_path, {})),
+      m_dotlock_inode(other.m_dotlock_inode), m_refreshed(other.m_refreshed)
+{
+}
+
+MboxLock& MboxLock::operator=(MboxLock&& other) noexcept
+{
+    if (this != &other) {
+        release();
+        m_fd = std::exchange(other.m_fd, -1);
+        m_file_locked = std::exchange(other.m_file_locked, false);
+        m_ofd = other.m_ofd;
+        m_dotlock_path = std::exchange(other.m_dotlock_path, {});
+        m_dotlock_inode = other.m_dotlock_inode;
+        m_refreshed = other.m_refreshed;
+    }
+    return *this;
+}
+
+MboxLock::~MboxLock()
+{
+    release();
+}
+
+void MboxLock::release() noexcept
+{
+    if (m_file_locked) {
+        struct flock range {};
+        range.l_type = F_UNLCK;
+        range.l_whence = SEEK_SET;
+#ifdef F_OFD_SETLK
+        ::fcntl(m_fd, m_ofd ? F_OFD_SETLK : F_SETLK, &range);
+#else
+        ::fcntl(m_fd, F_SETLK, &range);
+#endif
+        m_file_locked = false;
+    }
+    if (!m_dotlock_path.empty()) {
+        // Only our own: if someone wrongly judged it stale and made theirs, leave theirs alone.
+        struct stat st {};
+        if (::lstat(m_dotlock_path.c_str(), &st) == 0 &&
+            static_cast<std::uint64_t>(st.st_ino) == m_dotlock_inode) {
+            ::unlink(m_dotlock_path.c_str());
+        }
+        m_dotlock_path.clear();
+    }
+}
+
+void MboxLock::refresh() noexcept
+{
+    if (m_dotlock_path.empty()) {
+        return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - m_refreshed >= refresh_interval) {
+        ::utimensat(AT_FDCWD, m_dotlock_path.c_str(), nullptr, 0);
+        m_refreshed = now;
+    }
+}
+
+} // namespace pigeon::storage::mbox
