@@ -12,9 +12,13 @@ packages=(
   libexpected-dev libfmt-dev libspdlog-dev
   libgsasl-dev         # SCRAM-* (and their -PLUS variants) for SASL, server and client
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libsqlite3-dev       # the SQLite user database (src/auth/sqlite)
   # interop tests: Dovecot 2.3's pop3, run pre-authenticated on stdin (no daemon, no network),
   # is the reference for Maildir UIDLs and sizes (tests/interop/dovecot_uidl_test.py)
   dovecot-pop3d
+  dovecot-core         # `doveadm pw`, the reference for password hashes (tests/interop/doveadm_pw_test.py)
+  libargon2-dev        # ARGON2ID and ARGON2I password hashes (src/auth/password_scheme)
+  libcli11-dev         # the `pigeon` command line (apps/pigeon)
 )
 
 missing=()

@@ -1,14 +1,38 @@
-// The user database interface (shared/DESIGN.md §5): looks a user up and verifies a credential.
-// Backends: memory/ here; passwd-file and SQLite come with the authentication issue, with
-// password schemes, the worker pool for slow hashes and brute-force throttling.
+// The user database interface (shared/DESIGN.md §5): looks a user up. Verifying a credential
+// against the record (password schemes, APOP) is verify_credentials()'s, the same for every
+// backend. Backends: memory/ (tests), passwd_file/ (Dovecot's format), sqlite/ (the default of a
+// fresh install); PostgreSQL later.
+//
+// Thread-safety: every backend is safe to call from several threads at once. A lookup may block
+// (a file read, an SQL query) and verification is slow on purpose (hashing), so the server calls
+// both on its worker pool, never on an event loop thread.
 #pragma once
 
 #include "core/result.hpp"
+#include "core/secret.hpp"
 #include "sasl/mechanism.hpp"
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace pigeon::auth {
+
+struct UserRecord {
+    std::string name;      // the canonical user name (what the maildrop path is built from)
+    SecretString password; // "{SCHEME}data" or a bare crypt(3) string; empty: no password login
+    std::optional<std::uint32_t> uid;
+    std::optional<std::uint32_t> gid;
+    std::string home;
+    // Dovecot's extra fields ("userdb_quota_rule=*:storage=1G", "nologin", ...), in file order.
+    std::vector<std::pair<std::string, std::string>> extra_fields;
+
+    [[nodiscard]] std::optional<std::string_view> extra_field(std::string_view key) const noexcept;
+    // A copy (SecretString is move-only, so a backend that keeps records hands out copies).
+    [[nodiscard]] UserRecord copy() const;
+};
 
 class PassDb {
 public:
@@ -17,11 +41,22 @@ public:
     PassDb& operator=(const PassDb&) = delete;
     virtual ~PassDb() = default;
 
-    // The canonical user name on success; errc::auth_failed for wrong credentials or an unknown
-    // user (never told apart to the client), errc::auth_temporary_failure when the database is
-    // unreachable.
-    [[nodiscard]] virtual Result<std::string> verify(const sasl::Credentials& credentials) = 0;
+    // Nothing for an unknown user; errc::auth_temporary_failure when the database is unreachable
+    // or unreadable.
+    [[nodiscard]] virtual Result<std::optional<UserRecord>> lookup(std::string_view user) = 0;
 };
+
+// The canonical user name on success; errc::auth_failed for wrong credentials or an unknown user
+// (never told apart to the client), and errc::auth_temporary_failure when the database fails.
+// An unknown user's password is still hashed, with `unknown_user_scheme` (SHA512-CRYPT or
+// ARGON2ID: the server passes the scheme its users' hashes use), so timing tells nothing.
+[[nodiscard]] Result<std::string> verify_credentials(PassDb& passdb, const sasl::Credentials& credentials,
+                                                     std::string_view unknown_user_scheme = "SHA512-CRYPT");
+
+// The stored secret of a user for the mechanisms that check a proof themselves (SCRAM,
+// CRAM-MD5): nothing for an unknown user, and nothing for one who may not log in (no password,
+// "nologin"), so these mechanisms obey the same rules as verify_credentials().
+[[nodiscard]] Result<std::optional<sasl::StoredSecret>> lookup_secret(PassDb& passdb, std::string_view user);
 
 // RFC 1939 §7: lower-case hex MD5 of timestamp followed by the shared secret.
 [[nodiscard]] std::string apop_digest(std::string_view timestamp, std::string_view secret);

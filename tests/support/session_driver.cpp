@@ -38,9 +38,13 @@ std::string SessionDriver::run()
         if (auto* send = std::get_if<protocol::step::SendBytes>(&step)) {
             out += send->bytes;
         } else if (auto* check = std::get_if<protocol::step::CheckCredentials>(&step)) {
-            auto verdict = m_passdb.verify(check->credentials);
+            auto verdict = auth::verify_credentials(m_passdb, check->credentials);
             m_session.on_credentials_checked(verdict ? protocol::AuthResult{{}, *verdict}
                                                      : protocol::AuthResult{verdict.error(), {}});
+        } else if (auto* lookup = std::get_if<protocol::step::LookupSecret>(&step)) {
+            auto secret = auth::lookup_secret(m_passdb, lookup->user);
+            m_session.on_secret_looked_up(secret ? std::error_code{} : secret.error(),
+                                          secret ? std::move(*secret) : std::nullopt);
         } else if (auto* open = std::get_if<protocol::step::OpenMaildrop>(&step)) {
             auto maildrop = m_store.open(open->user);
             if (maildrop) {

@@ -6,30 +6,37 @@ namespace pigeon::auth {
 
 void MemoryPassDb::add_user(std::string name, std::string password)
 {
-    m_users.insert_or_assign(std::move(name), std::move(password));
+    UserRecord record;
+    record.name = std::move(name);
+    record.password = SecretString("{PLAIN}" + password);
+    wipe(password);
+    add_record(std::move(record));
 }
 
-Result<std::string> MemoryPassDb::verify(const sasl::Credentials& credentials)
+void MemoryPassDb::add_record(UserRecord record)
 {
+    const std::lock_guard guard(m_mutex);
+    std::string key = record.name;
+    m_users.insert_or_assign(std::move(key), std::move(record));
+}
+
+void MemoryPassDb::fail_next(std::error_code error)
+{
+    const std::lock_guard guard(m_mutex);
+    m_fail_next = error;
+}
+
+Result<std::optional<UserRecord>> MemoryPassDb::lookup(std::string_view user)
+{
+    const std::lock_guard guard(m_mutex);
     if (auto error = std::exchange(m_fail_next, {})) {
         return fail(error);
     }
-    const auto found = m_users.find(sasl::credentials_user(credentials));
+    const auto found = m_users.find(user);
     if (found == m_users.end()) {
-        return fail(errc::auth_failed);
+        return std::optional<UserRecord>{};
     }
-    const std::string& secret = found->second;
-    bool ok = false;
-    if (const auto* password = std::get_if<sasl::PasswordCredentials>(&credentials)) {
-        ok = constant_time_equals(password->password.view(), secret);
-    } else if (const auto* apop_credentials = std::get_if<sasl::ApopCredentials>(&credentials)) {
-        const auto& apop = *apop_credentials;
-        ok = constant_time_equals(apop_digest(apop.timestamp, secret), apop.digest);
-    }
-    if (!ok) {
-        return fail(errc::auth_failed);
-    }
-    return found->first;
+    return std::optional<UserRecord>{found->second.copy()};
 }
 
 } // namespace pigeon::auth

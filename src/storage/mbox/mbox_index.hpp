@@ -81,7 +81,7 @@ struct SyncOptions {
     // Fail if the index cannot be written (delivery needs it for `trimmed`); otherwise a failure
     // to write it costs speed next time, never correctness.
     bool index_required = false;
-    std::size_t read_chunk_octets = 64 * 1024;
+    std::size_t read_chunk_octets = std::size_t{64} * 1024;
 };
 
 // Brings the index at `index_path` up to date with the mbox open at `fd` (the caller holds the
@@ -90,6 +90,6 @@ struct SyncOptions {
 [[nodiscard]] Result<Index> sync_index(int fd, const std::string& index_path, const SyncOptions& options);
 
 // The octets an index file may have: 100,000 messages take about 10 MB.
-inline constexpr std::size_t max_index_octets = 256 * 1024 * 1024;
+inline constexpr std::size_t max_index_octets = std::size_t{256} * 1024 * 1024;
 
 } // namespace pigeon::storage::mbox

@@ -80,7 +80,7 @@ Sha256::Digest Sha256::finish()
 
 std::string to_hex(const Sha256::Digest& digest, std::size_t octets)
 {
-    static constexpr char digits[] = "0123456789abcdef";
+    static constexpr std::string_view digits = "0123456789abcdef";
     std::string out;
     for (std::size_t i = 0; i < octets && i < digest.size(); ++i) {
         out.push_back(digits[digest[i] >> 4U]);
@@ -91,7 +91,8 @@ std::string to_hex(const Sha256::Digest& digest, std::size_t octets)
 
 std::string to_base64url_32(const Sha256::Digest& digest)
 {
-    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static constexpr std::string_view alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     std::string out;
     std::uint32_t bits = 0;
     int count = 0;
@@ -109,7 +110,7 @@ std::string to_base64url_32(const Sha256::Digest& digest)
 Result<std::string> hash_file_range(int fd, std::uint64_t begin, std::uint64_t end)
 {
     Sha256 hash;
-    std::vector<char> buffer(64 * 1024);
+    std::vector<char> buffer(std::size_t{64} * 1024);
     while (begin < end) {
         const std::size_t want =
             static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), end - begin));

@@ -20,7 +20,7 @@ constexpr std::string_view journal_magic = "pigeon-mbox-journal 1 ";
 constexpr std::string_view trailer_magic = "pigeon-mbox-journal-end ";
 constexpr std::size_t trailer_octets = trailer_magic.size() + 64 + 1;
 constexpr std::size_t max_header_octets = 512;
-constexpr std::size_t default_chunk_octets = 64 * 1024;
+constexpr std::size_t default_chunk_octets = std::size_t{64} * 1024;
 // Replays that fold newly appended mail into the journal before giving up (each fold takes in
 // everything appended so far, so one is enough unless a non-locking writer keeps appending).
 constexpr int max_replay_rounds = 4;

@@ -1,5 +1,7 @@
 #include "storage/mbox/mbox_parser.hpp"
 
+#include <algorithm>
+
 #include "core/limits.hpp"
 #include "core/strings.hpp"
 
@@ -51,12 +53,7 @@ bool is_valid_unique_id(std::string_view text) noexcept
     if (text.empty() || text.size() > limits::max_unique_id_octets) {
         return false;
     }
-    for (const char c : text) {
-        if (c < 0x21 || c > 0x7E) {
-            return false;
-        }
-    }
-    return true;
+    return std::ranges::all_of(text, [](char c) { return c >= 0x21 && c <= 0x7E; });
 }
 
 // --- quoting -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ using mbox::Entry;
 using mbox::MboxLock;
 using mbox::RewriteContext;
 
-constexpr std::size_t read_chunk_octets = 64 * 1024;
+constexpr std::size_t read_chunk_octets = std::size_t{64} * 1024;
 
 std::string directory_of(const std::string& path)
 {
@@ -117,7 +117,7 @@ std::string from_line_now()
 class MboxReader final : public MessageReader {
 public:
     MboxReader(std::shared_ptr<UniqueFd> fd, std::uint64_t begin, std::uint64_t end)
-        : m_fd(std::move(fd)), m_offset(begin), m_end(end), m_raw(16 * 1024)
+        : m_fd(std::move(fd)), m_offset(begin), m_end(end), m_raw(std::size_t{16} * 1024)
     {
     }
 
