@@ -19,6 +19,7 @@ packages=(
   dovecot-core         # `doveadm pw`, the reference for password hashes (tests/interop/doveadm_pw_test.py)
   libargon2-dev        # ARGON2ID and ARGON2I password hashes (src/auth/password_scheme)
   libcli11-dev         # the `pigeon` command line (apps/pigeon)
+  nlohmann-json3-dev    # JSON for OAuth bearer tokens: JWT headers, claims, JWK Sets (src/auth/jwt_validator)
 )
 
 missing=()

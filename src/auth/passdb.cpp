@@ -114,9 +114,33 @@ Result<bool> matches(const UserRecord& user, const sasl::Credentials& credential
         }
         return constant_time_equals(apop_digest(apop->timestamp, *secret), ascii_lower(apop->digest));
     }
-    // OAuth bearer tokens need a token validator (issuer, audience, expiry, keys), which no user
-    // database here provides: they are wrong credentials for every user.
+    // Bearer tokens are checked by verify_bearer() before any lookup and never reach here; should
+    // one arrive, it proves nothing about a password.
     return false;
+}
+
+// RFC 7628 / XOAUTH2: the token, not a password, proves who the client is. The token comes first:
+// until it is valid, the user database is not asked, so the answer cannot depend on whether the
+// claimed user exists.
+Result<std::string> verify_bearer(PassDb& passdb, const sasl::BearerCredentials& bearer,
+                                  const BearerVerifier* bearer_verifier)
+{
+    if (bearer_verifier == nullptr) {
+        return fail(errc::auth_failed); // no issuer, audience or keys configured: nothing to trust
+    }
+    auto token_user = bearer_verifier->verify_bearer(bearer.token.view(), bearer.user, nullptr);
+    if (!token_user) {
+        return fail(token_user.error());
+    }
+    auto record = passdb.lookup(*token_user);
+    if (!record) {
+        return fail(record.error());
+    }
+    // An empty password only refuses password logins; "nologin" refuses every login.
+    if (!*record || (*record)->extra_field("nologin")) {
+        return fail(errc::auth_failed);
+    }
+    return (*record)->name;
 }
 
 } // namespace
@@ -135,8 +159,12 @@ Result<std::optional<sasl::StoredSecret>> lookup_secret(PassDb& passdb, std::str
 }
 
 Result<std::string> verify_credentials(PassDb& passdb, const sasl::Credentials& credentials,
-                                       std::string_view unknown_user_scheme)
+                                       std::string_view unknown_user_scheme,
+                                       const BearerVerifier* bearer_verifier)
 {
+    if (const auto* bearer = std::get_if<sasl::BearerCredentials>(&credentials)) {
+        return verify_bearer(passdb, *bearer, bearer_verifier);
+    }
     auto record = passdb.lookup(sasl::credentials_user(credentials));
     if (!record) {
         return fail(record.error()); // the backend's verdict: the database failed

@@ -46,12 +46,39 @@ public:
     [[nodiscard]] virtual Result<std::optional<UserRecord>> lookup(std::string_view user) = 0;
 };
 
+// Checks an OAuth 2.0 bearer token (OAUTHBEARER, XOAUTH2) and names the user it was issued to.
+// JwtValidator (jwt_validator.hpp) is the implementation; tests may supply their own.
+class BearerVerifier {
+public:
+    BearerVerifier() = default;
+    virtual ~BearerVerifier() = default;
+
+    // The user name the token proves, or errc::auth_failed. `claimed_user` is the name the client
+    // sent beside the token (may be empty); a verifier refuses a token issued to someone else.
+    // `reason`, if not null, receives a short fixed text for the log on failure, never any part
+    // of the token. Safe to call from several threads at once.
+    [[nodiscard]] virtual Result<std::string>
+    verify_bearer(std::string_view token, std::string_view claimed_user, std::string_view* reason) const = 0;
+
+protected:
+    BearerVerifier(const BearerVerifier&) = default;
+    BearerVerifier(BearerVerifier&&) = default;
+    BearerVerifier& operator=(const BearerVerifier&) = default;
+    BearerVerifier& operator=(BearerVerifier&&) = default;
+};
+
 // The canonical user name on success; errc::auth_failed for wrong credentials or an unknown user
 // (never told apart to the client), and errc::auth_temporary_failure when the database fails.
 // An unknown user's password is still hashed, with `unknown_user_scheme` (SHA512-CRYPT or
 // ARGON2ID: the server passes the scheme its users' hashes use), so timing tells nothing.
+//
+// Bearer tokens need `bearer_verifier`; without one they are wrong credentials for every user.
+// With one, the token is checked first (so a caller without a valid token learns nothing about
+// which users exist), then the user it names must exist in `passdb` and not be "nologin". Such a
+// user needs no password: an empty stored password refuses password logins only.
 [[nodiscard]] Result<std::string> verify_credentials(PassDb& passdb, const sasl::Credentials& credentials,
-                                                     std::string_view unknown_user_scheme = "SHA512-CRYPT");
+                                                     std::string_view unknown_user_scheme = "SHA512-CRYPT",
+                                                     const BearerVerifier* bearer_verifier = nullptr);
 
 // The stored secret of a user for the mechanisms that check a proof themselves (SCRAM,
 // CRAM-MD5): nothing for an unknown user, and nothing for one who may not log in (no password,

@@ -81,4 +81,44 @@ Result<std::string> base64_decode(std::string_view text)
     return out;
 }
 
+std::string base64url_encode(std::string_view bytes)
+{
+    std::string out = base64_encode(bytes);
+    while (!out.empty() && out.back() == '=') {
+        out.pop_back();
+    }
+    for (char& c : out) {
+        if (c == '+') {
+            c = '-';
+        } else if (c == '/') {
+            c = '_';
+        }
+    }
+    return out;
+}
+
+Result<std::string> base64url_decode(std::string_view text)
+{
+    if (text.size() % 4 == 1) {
+        return fail(errc::bad_base64);
+    }
+    // Translated to the standard alphabet and padded, the text goes through base64_decode's
+    // checks; '+', '/' and '=' are refused here first, as they are not base64url.
+    std::string standard;
+    standard.reserve(text.size() + 3);
+    for (const char c : text) {
+        if (c == '-') {
+            standard.push_back('+');
+        } else if (c == '_') {
+            standard.push_back('/');
+        } else if (c == '+' || c == '/' || c == '=') {
+            return fail(errc::bad_base64);
+        } else {
+            standard.push_back(c);
+        }
+    }
+    standard.append((4 - standard.size() % 4) % 4, '=');
+    return base64_decode(standard);
+}
+
 } // namespace pigeon
