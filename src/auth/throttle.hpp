@@ -39,6 +39,10 @@ public:
     // delay is applied to the -ERR, so a success is never slowed by an attacker's failures).
     [[nodiscard]] std::chrono::milliseconds failure_delay(std::string_view address, std::string_view user,
                                                           Clock::time_point now);
+    // The delay an address has earned by its past failures, applied before any new attempt of it
+    // is verified (Dovecot's auth penalty): a burst of guesses from one address waits on timers
+    // instead of making the server hash. Attempts from other addresses are not slowed.
+    [[nodiscard]] std::chrono::milliseconds address_penalty(std::string_view address, Clock::time_point now);
     void record_failure(std::string_view address, std::string_view user, Clock::time_point now);
     // A success forgets the user's failures (not the address's: one address may try many users).
     void record_success(std::string_view user);

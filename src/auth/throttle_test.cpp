@@ -43,6 +43,22 @@ TEST(AuthThrottle, PerAddressAndPerUser)
     EXPECT_EQ(throttle.failure_delay("192.0.2.50", "carol", now), 100ms);
 }
 
+TEST(AuthThrottle, AddressPenaltyCountsOnlyPastFailuresOfThatAddress)
+{
+    AuthThrottle throttle(ThrottleOptions{250ms, 4000ms, 900s, 1000, 8, 1});
+    const auto now = Clock::time_point{} + 1h;
+    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 0ms);
+    throttle.record_failure("192.0.2.1", "alice", now);
+    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 0ms); // one free failure
+    throttle.record_failure("192.0.2.1", "bob", now);
+    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 250ms);
+    throttle.record_failure("192.0.2.1", "carol", now);
+    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 500ms);
+    // Another address pays nothing, and the penalty is forgotten with the failures.
+    EXPECT_EQ(throttle.address_penalty("192.0.2.2", now), 0ms);
+    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now + 901s), 0ms);
+}
+
 TEST(AuthThrottle, FailuresAreForgottenAndSuccessClearsTheUser)
 {
     AuthThrottle throttle(ThrottleOptions{100ms, 10'000ms, 60s, 1000, 8, 0});

@@ -420,6 +420,9 @@ void ServerSession::on_credentials_checked(AuthResult result)
         return;
     }
     m_user.clear();
+    if (result.error == make_error_code(errc::auth_failed)) {
+        ++m_failed_authentications;
+    }
     // Only wrong credentials count towards the per-connection limit: a LOGIN-DELAY or a
     // temporary failure is not a guess.
     if (result.error == make_error_code(errc::auth_failed) &&
@@ -523,11 +526,12 @@ void ServerSession::do_stls()
     m_pending = Pending::tls;
 }
 
-void ServerSession::on_tls_started(std::string tls_exporter)
+void ServerSession::on_tls_started(std::string tls_exporter, std::string client_identity)
 {
     m_pending = Pending::none;
     m_policy.tls_active = true;
     m_policy.tls_exporter = std::move(tls_exporter);
+    m_policy.tls_client_identity = std::move(client_identity);
     m_reader.clear();
 }
 
@@ -543,6 +547,7 @@ void ServerSession::do_utf8()
 
 void ServerSession::do_quit()
 {
+    m_quit = true;
     if (m_state == SessionState::authorization) {
         reply_ok("Pigeon POP3 server signing off.");
         m_close_after_output = true;

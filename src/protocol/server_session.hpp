@@ -121,8 +121,9 @@ public:
     // sent cannot be reported in-band; the driver closes the connection instead.
     void on_message_failed(std::error_code error);
     void on_update_committed(std::error_code error);
-    // `tls_exporter`: the new TLS session's RFC 9266 channel-binding data, for -PLUS mechanisms.
-    void on_tls_started(std::string tls_exporter = {});
+    // `tls_exporter`: the new TLS session's RFC 9266 channel-binding data, for -PLUS mechanisms;
+    // `client_identity`: the user a verified client certificate maps to, for EXTERNAL.
+    void on_tls_started(std::string tls_exporter = {}, std::string client_identity = {});
     // The stored secret for a LookupSecret step: nothing for an unknown user (the mechanism
     // then fails without saying so), or an error (errc::auth_temporary_failure).
     void on_secret_looked_up(std::error_code error, std::optional<sasl::StoredSecret> secret);
@@ -131,6 +132,11 @@ public:
     [[nodiscard]] bool tls_active() const noexcept { return m_policy.tls_active; }
     [[nodiscard]] const std::string& user() const noexcept { return m_user; }
     [[nodiscard]] std::uint32_t bad_commands() const noexcept { return m_bad_commands; }
+    // Wrong credentials so far on this connection, whatever the mechanism (for the driver's
+    // brute-force accounting of mechanisms that verify their own proofs, like SCRAM).
+    [[nodiscard]] std::uint32_t failed_authentications() const noexcept { return m_failed_authentications; }
+    // The client sent QUIT (the session ends because it asked to).
+    [[nodiscard]] bool quit_received() const noexcept { return m_quit; }
 
 private:
     enum class Pending {
@@ -181,6 +187,7 @@ private:
     std::optional<Step> m_action; // the step waiting to be handed to the driver
     Pending m_pending = Pending::none;
     bool m_close_after_output = false;
+    bool m_quit = false;
     SessionState m_state = SessionState::authorization;
 
     bool m_utf8 = false;
@@ -190,6 +197,7 @@ private:
     std::optional<std::string> m_sasl_authenticated; // proven user, waiting for the client's empty line
     std::uint32_t m_bad_commands = 0;
     std::uint32_t m_auth_failures = 0;
+    std::uint32_t m_failed_authentications = 0;
 
     std::shared_ptr<const MessageListing> m_listing;
     std::vector<bool> m_deleted;
