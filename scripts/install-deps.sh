@@ -19,6 +19,10 @@ packages=(
   dovecot-core         # `doveadm pw`, the reference for password hashes (tests/interop/doveadm_pw_test.py)
   libargon2-dev        # ARGON2ID and ARGON2I password hashes (src/auth/password_scheme)
   libcli11-dev         # the `pigeon` command line (apps/pigeon)
+  libasio-dev          # standalone Asio 1.22: pigeond's event loops and coroutines (src/net)
+  libtomlplusplus-dev  # pigeond.toml (src/config)
+  openssl curl         # certificates for the demo and tests; curl is a POP3 client under test
+  fetchmail mpop getmail6   # real POP3 clients the tests run against pigeond (tests/interop)
   nlohmann-json3-dev    # JSON for OAuth bearer tokens: JWT headers, claims, JWK Sets (src/auth/jwt_validator)
 )
 

@@ -179,18 +179,17 @@ std::string printable(std::string_view bytes)
 
 } // namespace
 
-std::string run_transcript(const Transcript& transcript, bool bytewise)
+std::string prepare_transcript(const Transcript& transcript, TranscriptSetup& setup)
 {
     // Set-up: everything before the first C:/S: line, plus stored messages anywhere.
-    protocol::ServerPolicy policy;
-    policy.plaintext_auth_without_tls = true; // transcripts opt out with "! policy plaintext=no"
-    storage::MemoryMaildropStore store;
-    auth::MemoryPassDb passdb;
-    std::size_t first_dialogue = transcript.lines.size();
+    setup.policy.plaintext_auth_without_tls = true; // transcripts opt out with "! policy plaintext=no"
+    auto& store = *setup.store;
+    auto& passdb = *setup.passdb;
+    setup.first_dialogue = transcript.lines.size();
     for (std::size_t i = 0; i < transcript.lines.size(); ++i) {
         const auto& entry = transcript.lines[i];
         if (entry.kind == 'C' || entry.kind == 'S') {
-            first_dialogue = i;
+            setup.first_dialogue = i;
             break;
         }
         if (entry.kind != '!') {
@@ -198,7 +197,7 @@ std::string run_transcript(const Transcript& transcript, bool bytewise)
         }
         const auto& w = entry.words;
         if (w[0] == "policy") {
-            apply_policy(policy, w);
+            apply_policy(setup.policy, w);
         } else if (w[0] == "user" && w.size() == 3) {
             passdb.add_user(w[1], w[2]);
         } else if (w[0] == "message" && (w.size() == 3 || w.size() == 4)) {
@@ -223,12 +222,56 @@ std::string run_transcript(const Transcript& transcript, bool bytewise)
             return fmt::format("line {}: unknown set-up directive", entry.line_number);
         }
     }
+    return {};
+}
 
-    SessionDriver driver(policy, store, passdb);
-    std::string pending = driver.run(); // the greeting
+namespace {
+
+class InProcessPeer final : public TranscriptPeer {
+public:
+    explicit InProcessPeer(TranscriptSetup& setup) : m_driver(setup.policy, *setup.store, *setup.passdb) {}
+    std::string start() override { return m_driver.run(); }
+    std::string send(std::string_view packet, bool bytewise) override
+    {
+        if (!bytewise) {
+            return m_driver.feed(packet);
+        }
+        std::string out;
+        for (const char c : packet) {
+            out += m_driver.feed(std::string_view(&c, 1));
+        }
+        return out;
+    }
+    void await_output(std::string& /*pending*/, std::size_t /*want*/) override {}
+    bool tls_started() override { return m_driver.tls_started(); }
+    std::string complete_tls() override { return m_driver.complete_tls(); }
+    bool closed(std::string& /*pending*/) override { return m_driver.closed(); }
+    std::optional<std::size_t> commits() override { return m_driver.commits(); }
+    bool exact_end() override { return true; }
+
+private:
+    SessionDriver m_driver;
+};
+
+} // namespace
+
+std::string run_transcript(const Transcript& transcript, bool bytewise)
+{
+    TranscriptSetup setup;
+    if (auto problem = prepare_transcript(transcript, setup); !problem.empty()) {
+        return problem;
+    }
+    InProcessPeer peer(setup);
+    return run_transcript_with(transcript, setup, peer, bytewise);
+}
+
+std::string run_transcript_with(const Transcript& transcript, TranscriptSetup& setup, TranscriptPeer& peer,
+                                bool bytewise)
+{
+    std::string pending = peer.start(); // the greeting
     bool dropped = false;
     const auto& lines = transcript.lines;
-    for (std::size_t i = first_dialogue; i < lines.size(); ++i) {
+    for (std::size_t i = setup.first_dialogue; i < lines.size(); ++i) {
         const auto& entry = lines[i];
         const auto where = [&]() { return fmt::format("{}:{}", transcript.name, entry.line_number); };
         if (entry.kind == 'C') {
@@ -241,15 +284,10 @@ std::string run_transcript(const Transcript& transcript, bool bytewise)
                 packet += lines[i].text;
             }
             --i;
-            if (bytewise) {
-                for (const char c : packet) {
-                    pending += driver.feed(std::string_view(&c, 1));
-                }
-            } else {
-                pending += driver.feed(packet);
-            }
+            pending += peer.send(packet, bytewise);
         } else if (entry.kind == 'S') {
             const std::string expected = entry.text + "\r\n";
+            peer.await_output(pending, expected.size());
             if (!pending.starts_with(expected)) {
                 const auto end = pending.find('\n');
                 return fmt::format("{}: expected\n  {}\ngot\n  {}", where(), printable(entry.text),
@@ -259,12 +297,12 @@ std::string run_transcript(const Transcript& transcript, bool bytewise)
         } else if (entry.kind == '!') {
             const auto& w = entry.words;
             if (w[0] == "tls") {
-                if (!driver.tls_started()) {
+                if (!peer.tls_started()) {
                     return where() + ": the session did not start TLS";
                 }
-                pending += driver.complete_tls();
+                pending += peer.complete_tls();
             } else if (w[0] == "closed") {
-                if (!driver.closed()) {
+                if (!peer.closed(pending)) {
                     return where() + ": the session is still open";
                 }
             } else if (w[0] == "drop") {
@@ -277,7 +315,7 @@ std::string run_transcript(const Transcript& transcript, bool bytewise)
             }
         }
     }
-    if (!dropped && !pending.empty()) {
+    if (!dropped && !pending.empty() && peer.exact_end()) {
         return fmt::format("{}: unexpected server output at the end:\n{}", transcript.name,
                            printable(pending));
     }
@@ -287,14 +325,15 @@ std::string run_transcript(const Transcript& transcript, bool bytewise)
         }
         const auto& w = entry.words;
         if (w[0] == "expect-messages" && w.size() == 3) {
-            const auto count = store.messages(w[1]).size();
+            const auto count = setup.store->messages(w[1]).size();
             if (count != std::stoul(w[2])) {
                 return fmt::format("{}:{}: {} holds {} messages", transcript.name, entry.line_number, w[1],
                                    count);
             }
         } else if (w[0] == "expect-commits" && w.size() == 2) {
-            if (driver.commits() != std::stoul(w[1])) {
-                return fmt::format("{}:{}: {} commits", transcript.name, entry.line_number, driver.commits());
+            const auto commits = peer.commits();
+            if (commits && *commits != std::stoul(w[2 - 1])) {
+                return fmt::format("{}:{}: {} commits", transcript.name, entry.line_number, *commits);
             }
         }
     }

@@ -21,7 +21,13 @@
 // In C:, C~, S: and | lines, \r \n \t \\ \0 and \xHH are escapes.
 #pragma once
 
+#include "auth/memory/memory_passdb.hpp"
+#include "protocol/server_session.hpp"
+#include "storage/memory/memory_maildrop.hpp"
+
 #include <cstddef>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,8 +47,48 @@ struct Transcript {
 
 Transcript load_transcript(const std::string& path);
 
-// Replays a transcript; returns an empty string on success, else a description of the first
-// mismatch. With bytewise set, every packet is fed one byte at a time.
+// What a transcript's set-up lines describe.
+struct TranscriptSetup {
+    protocol::ServerPolicy policy;
+    std::shared_ptr<storage::MemoryMaildropStore> store = std::make_shared<storage::MemoryMaildropStore>();
+    std::shared_ptr<auth::MemoryPassDb> passdb = std::make_shared<auth::MemoryPassDb>();
+    std::size_t first_dialogue = 0; // index of the first C:/S: line
+};
+
+// Reads the set-up lines; returns an empty string, or what is wrong with them.
+std::string prepare_transcript(const Transcript& transcript, TranscriptSetup& setup);
+
+// The server a transcript talks to: ServerSession in-process, or pigeond over a socket.
+class TranscriptPeer {
+public:
+    TranscriptPeer() = default;
+    TranscriptPeer(const TranscriptPeer&) = delete;
+    TranscriptPeer& operator=(const TranscriptPeer&) = delete;
+    virtual ~TranscriptPeer() = default;
+
+    // The server's first output (the greeting).
+    virtual std::string start() = 0;
+    // Sends one client packet (byte by byte if asked); returns the output seen so far.
+    virtual std::string send(std::string_view packet, bool bytewise) = 0;
+    // Output arriving later: appends to `pending` until it holds `want` octets, the connection
+    // ends or a time bound passes (over a socket; in-process all output is already there).
+    virtual void await_output(std::string& pending, std::size_t want) = 0;
+    virtual bool tls_started() = 0;
+    virtual std::string complete_tls() = 0;
+    // Whether the server closed the connection; output before the close is appended.
+    virtual bool closed(std::string& pending) = 0;
+    // Commits of deletions, where the peer can count them.
+    virtual std::optional<std::size_t> commits() = 0;
+    // Whether output after the last expected line can be told from output not yet arrived.
+    virtual bool exact_end() = 0;
+};
+
+// Replays a transcript against a peer; returns an empty string on success, else a description
+// of the first mismatch. With bytewise set, every packet is fed one byte at a time.
+std::string run_transcript_with(const Transcript& transcript, TranscriptSetup& setup, TranscriptPeer& peer,
+                                bool bytewise);
+
+// The same against ServerSession in-process (tests/support/session_driver.hpp).
 std::string run_transcript(const Transcript& transcript, bool bytewise);
 
 std::string unescape(std::string_view text);

@@ -1,0 +1,144 @@
+// pigeond: the POP3 server. main() only: arguments, configuration, then src/server runs it.
+#include "config/config.hpp"
+#include "server/server.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/logger.h>
+
+#include <cstdio>
+#include <sysexits.h>
+#include <unistd.h>
+
+namespace {
+
+constexpr std::string_view version = PIGEON_VERSION;
+
+int check_config(const pigeon::config::Config& config)
+{
+    auto log = pigeon::server::make_logger(config);
+    if (!log) {
+        fmt::print(stderr, "pigeond: {}\n", log.error());
+        return EX_CONFIG;
+    }
+    auto services = pigeon::server::build_services(config, **log);
+    if (!services) {
+        fmt::print(stderr, "pigeond: {}\n", services.error());
+        return EX_CONFIG;
+    }
+    auto listeners = pigeon::server::listeners_from(config);
+    if (!listeners) {
+        fmt::print(stderr, "pigeond: {}\n", listeners.error());
+        return EX_CONFIG;
+    }
+    fmt::print("{}: configuration OK ({} listeners, storage {}, passdb {} {}, {} certificates)\n",
+               config.file.string(), listeners->size(), config.storage.driver, config.passdb.driver,
+               config.passdb.path, config.tls.certificates.size());
+    return 0;
+}
+
+} // namespace
+
+static int run(int argc, char** argv)
+{
+    CLI::App app{"pigeond: the Pigeon POP3 server (RFC 1939, with CAPA, STLS, SASL, APOP and implicit TLS).\n"
+                 "It runs in the foreground and logs to the configured destination; see pigeond(8)\n"
+                 "and docs/configuration.md.",
+                 "pigeond"};
+    std::string config_path = "/etc/pigeon/pigeond.toml";
+    bool check = false;
+    app.add_option("-c,--config", config_path, "configuration file (TOML)")->capture_default_str();
+    app.add_flag("--check-config", check, "read the configuration, open what it names, report and exit");
+    app.set_version_flag("-V,--version", fmt::format("pigeond {}", version));
+    CLI11_PARSE(app, argc, argv);
+
+    auto config = pigeon::config::load(config_path);
+    if (!config) {
+        fmt::print(stderr, "pigeond: {}\n", config.error());
+        return EX_CONFIG;
+    }
+    if (check) {
+        return check_config(*config);
+    }
+    auto log = pigeon::server::make_logger(*config);
+    if (!log) {
+        fmt::print(stderr, "pigeond: {}\n", log.error());
+        return EX_CONFIG;
+    }
+    auto services = pigeon::server::build_services(*config, **log);
+    auto listeners = pigeon::server::listeners_from(*config);
+    if (!services || !listeners) {
+        fmt::print(stderr, "pigeond: {}\n", !services ? services.error() : listeners.error());
+        return EX_CONFIG;
+    }
+    pigeon::server::Server server(std::move(*services), std::move(*listeners),
+                                  pigeon::server::tuning_from(*config), *log);
+    if (auto bound = server.bind(); !bound) {
+        (*log)->error("{}", bound.error());
+        fmt::print(stderr, "pigeond: {}\n", bound.error());
+        return EX_UNAVAILABLE;
+    }
+    if (auto dropped = pigeon::server::drop_privileges(config->server.user, config->server.group); !dropped) {
+        (*log)->error("{}", dropped.error());
+        fmt::print(stderr, "pigeond: {}\n", dropped.error());
+        return EX_NOPERM;
+    }
+    if (::geteuid() == 0) {
+        (*log)->warn("running as root: set server.user to the unprivileged account pigeond should run as");
+    }
+    const auto listening = [&server] {
+        std::string text;
+        for (const auto& endpoint : server.endpoints()) {
+            text += text.empty() ? "" : " ";
+            text += endpoint.address().is_v6()
+                        ? fmt::format("[{}]:{}", endpoint.address().to_string(), endpoint.port())
+                        : fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
+        }
+        return text;
+    }();
+    (*log)->info("pigeond {} listening on {}", version, listening);
+    server.set_reload([path = config->file, first = *config](pigeon::server::Server& running) {
+        pigeon::server::notify_systemd("RELOADING=1");
+        auto fresh = pigeon::config::load(path);
+        if (!fresh) {
+            running.log().error("reload failed, keeping the running configuration: {}", fresh.error());
+        } else if (auto rebuilt = pigeon::server::build_services(*fresh, running.log()); !rebuilt) {
+            running.log().error("reload failed, keeping the running configuration: {}", rebuilt.error());
+        } else {
+            running.replace_services(std::move(*rebuilt), pigeon::server::tuning_from(*fresh));
+            const auto same_listeners = [&] {
+                if (fresh->listeners.size() != first.listeners.size()) {
+                    return false;
+                }
+                for (std::size_t i = 0; i < first.listeners.size(); ++i) {
+                    const auto& a = fresh->listeners[i];
+                    const auto& b = first.listeners[i];
+                    if (a.address != b.address || a.port != b.port || a.tls != b.tls) {
+                        return false;
+                    }
+                }
+                return true;
+            }();
+            if (!same_listeners) {
+                running.log().warn("reload: [[listen]] changes take effect at the next restart");
+            }
+            running.log().info("reload done: certificates, user database and settings replaced");
+        }
+        pigeon::server::notify_systemd("READY=1");
+    });
+    pigeon::server::notify_systemd("READY=1");
+    server.run(true);
+    pigeon::server::notify_systemd("STOPPING=1");
+    return 0;
+}
+
+int main(int argc, char** argv)
+{
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        // Errors are values throughout; what reaches here is a failed allocation or a bug.
+        std::fprintf(stderr, "pigeond: fatal: %s\n", e.what());
+        return EX_SOFTWARE;
+    }
+}

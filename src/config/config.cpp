@@ -1,0 +1,499 @@
+#include "config/config.hpp"
+
+#include <fmt/format.h>
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+
+namespace pigeon::config {
+namespace {
+
+// Keeps the first error, with the file, the line and the full key.
+class Reader {
+public:
+    explicit Reader(std::string file) : m_file(std::move(file)) {}
+
+    [[nodiscard]] bool failed() const noexcept { return !m_error.empty(); }
+    [[nodiscard]] const std::string& error() const noexcept { return m_error; }
+
+    void fail(const toml::node* node, std::string_view key, std::string_view message)
+    {
+        if (!m_error.empty()) {
+            return;
+        }
+        const auto line = node != nullptr ? node->source().begin.line : 0;
+        m_error = line > 0 ? fmt::format("{}:{}: {}: {}", m_file, line, key, message)
+                           : fmt::format("{}: {}: {}", m_file, key, message);
+    }
+
+    void known_keys(const toml::table& table, std::string_view prefix,
+                    std::initializer_list<std::string_view> keys)
+    {
+        for (const auto& [key, node] : table) {
+            if (std::find(keys.begin(), keys.end(), key.str()) == keys.end()) {
+                fail(&node, join(prefix, key.str()), "unknown key");
+            }
+        }
+    }
+
+    static std::string join(std::string_view prefix, std::string_view key)
+    {
+        return prefix.empty() ? std::string(key) : fmt::format("{}.{}", prefix, key);
+    }
+
+    void string(const toml::table& table, std::string_view prefix, std::string_view key, std::string& out)
+    {
+        const toml::node* node = table.get(key);
+        if (node == nullptr) {
+            return;
+        }
+        if (const auto* value = node->as_string()) {
+            out = value->get();
+        } else {
+            fail(node, join(prefix, key), "must be a string");
+        }
+    }
+
+    void boolean(const toml::table& table, std::string_view prefix, std::string_view key, bool& out)
+    {
+        const toml::node* node = table.get(key);
+        if (node == nullptr) {
+            return;
+        }
+        if (const auto* value = node->as_boolean()) {
+            out = value->get();
+        } else {
+            fail(node, join(prefix, key), "must be true or false");
+        }
+    }
+
+    void number(const toml::table& table, std::string_view prefix, std::string_view key, std::uint32_t& out,
+                std::int64_t min, std::int64_t max)
+    {
+        const toml::node* node = table.get(key);
+        if (node == nullptr) {
+            return;
+        }
+        const auto* value = node->as_integer();
+        if (value == nullptr || value->get() < min || value->get() > max) {
+            fail(node, join(prefix, key), fmt::format("must be a whole number from {} to {}", min, max));
+            return;
+        }
+        out = static_cast<std::uint32_t>(value->get());
+    }
+
+    // A duration: a whole number in `unit`, or a string with a unit ("250ms", "30s", "10m", "1h").
+    template <class Duration>
+    void duration(const toml::table& table, std::string_view prefix, std::string_view key, Duration& out,
+                  Duration min, Duration max)
+    {
+        const toml::node* node = table.get(key);
+        if (node == nullptr) {
+            return;
+        }
+        std::optional<std::chrono::milliseconds> value;
+        if (const auto* integer = node->as_integer(); integer != nullptr && integer->get() >= 0) {
+            value = std::chrono::duration_cast<std::chrono::milliseconds>(Duration(integer->get()));
+        } else if (const auto* text = node->as_string()) {
+            value = parse_duration(text->get());
+        }
+        if (!value || *value < min || *value > max) {
+            fail(node, join(prefix, key),
+                 fmt::format("must be a duration from {} to {} (a number, or with a unit: ms, s, m, h)",
+                             describe(min), describe(max)));
+            return;
+        }
+        out = std::chrono::duration_cast<Duration>(*value);
+    }
+
+    void one_of(const toml::table& table, std::string_view prefix, std::string_view key, std::string& out,
+                std::initializer_list<std::string_view> allowed)
+    {
+        const toml::node* node = table.get(key);
+        if (node == nullptr) {
+            return;
+        }
+        const auto* value = node->as_string();
+        if (value == nullptr || std::find(allowed.begin(), allowed.end(), value->get()) == allowed.end()) {
+            std::string list;
+            for (const auto item : allowed) {
+                list += list.empty() ? "" : ", ";
+                list += fmt::format("\"{}\"", item);
+            }
+            fail(node, join(prefix, key), "must be one of " + list);
+            return;
+        }
+        out = value->get();
+    }
+
+    void strings(const toml::table& table, std::string_view prefix, std::string_view key,
+                 std::vector<std::string>& out)
+    {
+        const toml::node* node = table.get(key);
+        if (node == nullptr) {
+            return;
+        }
+        const auto* array = node->as_array();
+        if (array == nullptr) {
+            fail(node, join(prefix, key), "must be a list of strings");
+            return;
+        }
+        out.clear();
+        for (const auto& item : *array) {
+            if (const auto* value = item.as_string()) {
+                out.push_back(value->get());
+            } else {
+                fail(&item, join(prefix, key), "must be a list of strings");
+                return;
+            }
+        }
+    }
+
+    const toml::table* table(const toml::table& root, std::string_view key)
+    {
+        const toml::node* node = root.get(key);
+        if (node == nullptr) {
+            return nullptr;
+        }
+        if (const auto* value = node->as_table()) {
+            return value;
+        }
+        fail(node, key, "must be a table");
+        return nullptr;
+    }
+
+private:
+    static std::optional<std::chrono::milliseconds> parse_duration(std::string_view text)
+    {
+        std::uint64_t number = 0;
+        const auto* end = text.data() + text.size();
+        const auto [rest, ec] = std::from_chars(text.data(), end, number);
+        if (ec != std::errc() || rest == text.data() || number > 1'000'000'000) {
+            return std::nullopt;
+        }
+        const std::string_view unit(rest, static_cast<std::size_t>(end - rest));
+        const auto n = static_cast<std::int64_t>(number);
+        if (unit == "ms") {
+            return std::chrono::milliseconds(n);
+        }
+        if (unit == "s") {
+            return std::chrono::seconds(n);
+        }
+        if (unit == "m" || unit == "min") {
+            return std::chrono::minutes(n);
+        }
+        if (unit == "h") {
+            return std::chrono::hours(n);
+        }
+        return std::nullopt;
+    }
+
+    template <class Duration>
+    static std::string describe(Duration value)
+    {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(value).count();
+        if (ms % 3'600'000 == 0 && ms != 0) {
+            return fmt::format("{}h", ms / 3'600'000);
+        }
+        if (ms % 60'000 == 0 && ms != 0) {
+            return fmt::format("{}m", ms / 60'000);
+        }
+        if (ms % 1000 == 0) {
+            return fmt::format("{}s", ms / 1000);
+        }
+        return fmt::format("{}ms", ms);
+    }
+
+    std::string m_file;
+    std::string m_error;
+};
+
+// "127.0.0.1:110", "[::1]:995", "*:110" (every IPv4 address), "[::]:110".
+bool parse_address(std::string_view text, std::string& host, std::uint16_t& port)
+{
+    std::string_view host_part;
+    std::string_view port_part;
+    if (text.starts_with('[')) {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            return false;
+        }
+        host_part = text.substr(1, close - 1);
+        port_part = text.substr(close + 2);
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string_view::npos || text.find(':') != colon) {
+            return false;
+        }
+        host_part = text.substr(0, colon);
+        port_part = text.substr(colon + 1);
+    }
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(port_part.data(), port_part.data() + port_part.size(), value);
+    if (ec != std::errc() || end != port_part.data() + port_part.size() || value > 65535 ||
+        host_part.empty()) {
+        return false;
+    }
+    host = host_part == "*" ? std::string("0.0.0.0") : std::string(host_part);
+    port = static_cast<std::uint16_t>(value);
+    return true;
+}
+
+std::string resolve(const std::filesystem::path& base, const std::string& path)
+{
+    if (path.empty() || std::filesystem::path(path).is_absolute()) {
+        return path;
+    }
+    return (base / path).lexically_normal().string();
+}
+
+void read_listeners(Reader& r, const toml::table& root, Config& config)
+{
+    const toml::node* node = root.get("listen");
+    if (node == nullptr) {
+        r.fail(nullptr, "listen", "at least one [[listen]] is needed");
+        return;
+    }
+    const auto* array = node->as_array();
+    if (array == nullptr || array->empty()) {
+        r.fail(node, "listen", "must be one or more [[listen]] tables");
+        return;
+    }
+    for (const auto& item : *array) {
+        const auto* table = item.as_table();
+        if (table == nullptr) {
+            r.fail(&item, "listen", "must be one or more [[listen]] tables");
+            return;
+        }
+        r.known_keys(*table, "listen", {"address", "tls"});
+        std::string address;
+        std::string tls = "starttls";
+        r.string(*table, "listen", "address", address);
+        r.one_of(*table, "listen", "tls", tls, {"none", "starttls", "implicit"});
+        Listener listener;
+        if (!parse_address(address, listener.address, listener.port)) {
+            r.fail(table->get("address") != nullptr ? table->get("address") : &item, "listen.address",
+                   R"(must be "host:port" ("127.0.0.1:110", "[::1]:995", "*:110"))");
+            return;
+        }
+        listener.tls = tls == "none"       ? ListenerTls::none
+                       : tls == "implicit" ? ListenerTls::implicit
+                                           : ListenerTls::starttls;
+        config.listeners.push_back(std::move(listener));
+    }
+}
+
+void read_tls(Reader& r, const toml::table& root, Config& config, const std::filesystem::path& base)
+{
+    const auto* table = r.table(root, "tls");
+    if (table == nullptr) {
+        return;
+    }
+    r.known_keys(*table, "tls",
+                 {"certificate", "key", "certificates", "min_version", "ciphers", "client_ca"});
+    Certificate first;
+    r.string(*table, "tls", "certificate", first.certificate);
+    r.string(*table, "tls", "key", first.key);
+    if (first.certificate.empty() != first.key.empty()) {
+        r.fail(table, "tls", "certificate and key go together");
+    }
+    if (!first.certificate.empty()) {
+        config.tls.certificates.push_back(first);
+    }
+    if (const toml::node* node = table->get("certificates")) {
+        const auto* array = node->as_array();
+        if (array == nullptr) {
+            r.fail(node, "tls.certificates", "must be a list of { certificate = ..., key = ... }");
+            return;
+        }
+        for (const auto& item : *array) {
+            const auto* entry = item.as_table();
+            if (entry == nullptr) {
+                r.fail(&item, "tls.certificates", "must be a list of { certificate = ..., key = ... }");
+                return;
+            }
+            r.known_keys(*entry, "tls.certificates", {"certificate", "key"});
+            Certificate cert;
+            r.string(*entry, "tls.certificates", "certificate", cert.certificate);
+            r.string(*entry, "tls.certificates", "key", cert.key);
+            if (cert.certificate.empty() || cert.key.empty()) {
+                r.fail(&item, "tls.certificates", "each entry needs certificate and key");
+                return;
+            }
+            config.tls.certificates.push_back(cert);
+        }
+    }
+    for (auto& cert : config.tls.certificates) {
+        cert.certificate = resolve(base, cert.certificate);
+        cert.key = resolve(base, cert.key);
+    }
+    r.one_of(*table, "tls", "min_version", config.tls.min_version,
+             {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"});
+    r.string(*table, "tls", "ciphers", config.tls.ciphers);
+    r.string(*table, "tls", "client_ca", config.tls.client_ca);
+    config.tls.client_ca = resolve(base, config.tls.client_ca);
+}
+
+void read_sections(Reader& r, const toml::table& root, Config& config, const std::filesystem::path& base)
+{
+    r.known_keys(root, "", {"server", "listen", "tls", "storage", "passdb", "auth", "pop3", "limits", "log"});
+    if (const auto* t = r.table(root, "server")) {
+        r.known_keys(*t, "server", {"user", "group", "threads", "worker_threads", "host_name"});
+        r.string(*t, "server", "user", config.server.user);
+        r.string(*t, "server", "group", config.server.group);
+        r.number(*t, "server", "threads", config.server.threads, 0, 256);
+        r.number(*t, "server", "worker_threads", config.server.worker_threads, 0, 256);
+        r.string(*t, "server", "host_name", config.server.host_name);
+    }
+    read_listeners(r, root, config);
+    read_tls(r, root, config, base);
+    if (const auto* t = r.table(root, "storage")) {
+        r.known_keys(*t, "storage", {"driver", "location", "index_directory", "dotlock", "takeover"});
+        r.one_of(*t, "storage", "driver", config.storage.driver, {"maildir", "mbox"});
+        r.string(*t, "storage", "location", config.storage.location);
+        r.string(*t, "storage", "index_directory", config.storage.index_directory);
+        r.boolean(*t, "storage", "dotlock", config.storage.dotlock);
+        r.boolean(*t, "storage", "takeover", config.storage.takeover);
+        if (config.storage.location.find('%') == std::string::npos) {
+            r.fail(t->get("location") != nullptr ? t->get("location") : t, "storage.location",
+                   "must contain %u, %n or %d (one maildrop per user)");
+        }
+        config.storage.location = resolve(base, config.storage.location);
+        config.storage.index_directory = resolve(base, config.storage.index_directory);
+    }
+    if (const auto* t = r.table(root, "passdb")) {
+        r.known_keys(*t, "passdb", {"driver", "path", "default_scheme", "lowercase_usernames"});
+        r.one_of(*t, "passdb", "driver", config.passdb.driver, {"sqlite", "passwd-file"});
+        r.string(*t, "passdb", "path", config.passdb.path);
+        r.string(*t, "passdb", "default_scheme", config.passdb.default_scheme);
+        r.boolean(*t, "passdb", "lowercase_usernames", config.passdb.lowercase_usernames);
+        config.passdb.path = resolve(base, config.passdb.path);
+    }
+    if (const auto* t = r.table(root, "auth")) {
+        r.known_keys(*t, "auth",
+                     {"mechanisms", "plaintext", "apop", "unknown_user_scheme", "failure_delay",
+                      "max_failure_delay", "forget_failures_after", "max_concurrent",
+                      "max_failures_per_connection"});
+        r.strings(*t, "auth", "mechanisms", config.auth.mechanisms);
+        for (auto& mechanism : config.auth.mechanisms) {
+            std::transform(mechanism.begin(), mechanism.end(), mechanism.begin(),
+                           [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+        }
+        r.one_of(*t, "auth", "plaintext", config.auth.plaintext, {"never", "loopback", "always"});
+        r.boolean(*t, "auth", "apop", config.auth.apop);
+        r.one_of(*t, "auth", "unknown_user_scheme", config.auth.unknown_user_scheme,
+                 {"SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "ARGON2ID", "ARGON2I"});
+        using namespace std::chrono_literals;
+        r.duration(*t, "auth", "failure_delay", config.auth.failure_delay, 0ms, 60'000ms);
+        r.duration(*t, "auth", "max_failure_delay", config.auth.max_failure_delay, 0ms, 3'600'000ms);
+        r.duration(*t, "auth", "forget_failures_after", config.auth.forget_failures_after, 1s, 86'400s);
+        r.number(*t, "auth", "max_concurrent", config.auth.max_concurrent, 1, 100'000);
+        r.number(*t, "auth", "max_failures_per_connection", config.auth.max_failures_per_connection, 1, 1000);
+    }
+    if (const auto* t = r.table(root, "pop3")) {
+        r.known_keys(*t, "pop3",
+                     {"greeting", "implementation", "login_delay", "expire", "enable_last", "utf8"});
+        r.string(*t, "pop3", "greeting", config.pop3.greeting);
+        r.string(*t, "pop3", "implementation", config.pop3.implementation);
+        if (t->get("login_delay") != nullptr) {
+            std::uint32_t delay = 0;
+            r.number(*t, "pop3", "login_delay", delay, 0, std::int64_t{86'400} * 7);
+            if (delay > 0) {
+                config.pop3.login_delay = delay;
+            }
+        }
+        if (const toml::node* node = t->get("expire")) {
+            if (const auto* days = node->as_integer();
+                days != nullptr && days->get() >= 0 && days->get() <= 36500) {
+                config.pop3.expire = std::to_string(days->get());
+            } else if (const auto* text = node->as_string(); text != nullptr && text->get() == "never") {
+                config.pop3.expire = "never";
+            } else {
+                r.fail(node, "pop3.expire", "must be \"never\" or a number of days from 0 to 36500");
+            }
+        }
+        r.boolean(*t, "pop3", "enable_last", config.pop3.enable_last);
+        r.boolean(*t, "pop3", "utf8", config.pop3.utf8);
+        const auto printable = [](const std::string& s) {
+            return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= 0x20 && c != 0x7f; });
+        };
+        if (!printable(config.pop3.greeting) || !printable(config.pop3.implementation)) {
+            r.fail(t, "pop3", "greeting and implementation must be one line of printable text");
+        }
+    }
+    if (const auto* t = r.table(root, "limits")) {
+        r.known_keys(*t, "limits",
+                     {"max_connections", "max_connections_per_ip", "max_bad_commands", "login_timeout",
+                      "idle_timeout", "output_buffer", "shutdown_grace"});
+        using namespace std::chrono_literals;
+        r.number(*t, "limits", "max_connections", config.limits.max_connections, 1, 1'000'000);
+        r.number(*t, "limits", "max_connections_per_ip", config.limits.max_connections_per_ip, 1, 1'000'000);
+        r.number(*t, "limits", "max_bad_commands", config.limits.max_bad_commands, 1, 1000);
+        r.duration(*t, "limits", "login_timeout", config.limits.login_timeout, 1s, 3600s);
+        // RFC 1939 §3: "the timer MUST be of at least 10 minutes' duration".
+        r.duration(*t, "limits", "idle_timeout", config.limits.idle_timeout, 600s, 86'400s);
+        r.number(*t, "limits", "output_buffer", config.limits.output_buffer, 4096,
+                 std::int64_t{16} * 1024 * 1024);
+        r.duration(*t, "limits", "shutdown_grace", config.limits.shutdown_grace, 0s, 3600s);
+    }
+    if (const auto* t = r.table(root, "log")) {
+        r.known_keys(*t, "log", {"level", "destination"});
+        r.one_of(*t, "log", "level", config.log.level, {"trace", "debug", "info", "warn", "error"});
+        r.string(*t, "log", "destination", config.log.destination);
+        if (config.log.destination != "stderr" && config.log.destination != "syslog") {
+            config.log.destination = resolve(base, config.log.destination);
+        }
+    }
+    if (!r.failed()) {
+        const bool needs_tls = std::any_of(config.listeners.begin(), config.listeners.end(),
+                                           [](const Listener& l) { return l.tls != ListenerTls::none; });
+        if (needs_tls && config.tls.certificates.empty()) {
+            r.fail(root.get("tls"), "tls.certificate",
+                   R"(a listener uses TLS (tls = "starttls" or "implicit"), so a certificate is needed)");
+        }
+    }
+}
+
+} // namespace
+
+tl::expected<Config, std::string> parse(std::string_view text, const std::filesystem::path& file)
+{
+    toml::table root;
+    try {
+        root = toml::parse(text, file.string());
+    } catch (const toml::parse_error& error) {
+        return tl::unexpected(
+            fmt::format("{}:{}: {}", file.string(), error.source().begin.line, error.description()));
+    }
+    Config config;
+    config.file = file;
+    Reader reader(file.string());
+    read_sections(reader, root, config, file.parent_path());
+    if (reader.failed()) {
+        return tl::unexpected(reader.error());
+    }
+    return config;
+}
+
+tl::expected<Config, std::string> load(const std::filesystem::path& file)
+{
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        return tl::unexpected(fmt::format("{}: cannot be read: {}", file.string(), std::strerror(errno)));
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    // A configuration is small; a bound keeps a wrong path (a log, a device) from filling memory.
+    constexpr std::size_t max_config_octets = std::size_t{1} << 20;
+    if (text.view().size() > max_config_octets) {
+        return tl::unexpected(fmt::format("{}: larger than 1 MiB, not a configuration file", file.string()));
+    }
+    return parse(text.view(), std::filesystem::absolute(file));
+}
+
+} // namespace pigeon::config

@@ -1,0 +1,123 @@
+// pigeond's configuration: a TOML file (toml++) read into typed, validated values. Every error
+// names the file, the line and the key ("pigeond.toml:12: limits.max_connections: must be ...").
+// An unknown key is an error too: a typo must not silently leave a default in force.
+// docs/configuration.md documents every key with its default.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <tl/expected.hpp>
+#include <vector>
+
+namespace pigeon::config {
+
+enum class ListenerTls {
+    none,
+    starttls,
+    implicit
+};
+
+struct Listener {
+    std::string address; // "127.0.0.1", "::1", "0.0.0.0", "::"
+    std::uint16_t port = 110;
+    ListenerTls tls = ListenerTls::starttls;
+};
+
+struct Certificate {
+    std::string certificate;
+    std::string key;
+};
+
+struct Tls {
+    std::vector<Certificate> certificates;
+    std::string min_version = "TLSv1.2";
+    std::string ciphers;
+    std::string client_ca;
+};
+
+struct Storage {
+    std::string driver = "maildir"; // "maildir" or "mbox"
+    std::string location = "/var/vmail/%d/%n";
+    std::string index_directory; // mbox
+    bool dotlock = true;         // mbox
+    bool takeover = true;        // a new login replaces a vanished session's lock
+};
+
+struct PassDb {
+    std::string driver = "sqlite"; // "sqlite" or "passwd-file"
+    std::string path = "/var/lib/pigeon/users.db";
+    std::string default_scheme = "CRYPT"; // passwd-file entries without {SCHEME}
+    bool lowercase_usernames = false;     // Dovecot's auth_username_format = %Lu
+};
+
+struct Auth {
+    // SASL mechanisms offered. SCRAM and CRAM-MD5 need users stored with a matching scheme (a SCRAM
+    // or PLAIN secret), so they are not on by default: a client would pick them and fail.
+    std::vector<std::string> mechanisms = {"PLAIN", "LOGIN"};
+    std::string plaintext = "loopback"; // "never", "loopback", "always"
+    bool apop = false;
+    // What an unknown user's password is hashed with, so that timing does not tell unknown users
+    // apart: the scheme most users' hashes use (ARGON2ID is what `pigeon user add` writes; set
+    // SHA512-CRYPT for a passwd-file moved from Dovecot's defaults).
+    std::string unknown_user_scheme = "ARGON2ID";
+    std::chrono::milliseconds failure_delay{250};
+    std::chrono::milliseconds max_failure_delay{15'000};
+    std::chrono::seconds forget_failures_after{900};
+    std::uint32_t max_concurrent = 128;
+    std::uint32_t max_failures_per_connection = 3;
+};
+
+struct Pop3 {
+    std::string greeting = "Pigeon POP3 server ready.";
+    std::string implementation = "Pigeon";
+    std::optional<std::uint32_t> login_delay; // seconds between logins of one user
+    std::string expire;                       // "", "never" or a number of days (advertised)
+    bool enable_last = false;
+    bool utf8 = true;
+};
+
+struct Limits {
+    std::uint32_t max_connections = 10'000;
+    std::uint32_t max_connections_per_ip = 50;
+    std::uint32_t max_bad_commands = 10;
+    std::chrono::seconds login_timeout{60};
+    std::chrono::seconds idle_timeout{600};
+    std::uint32_t output_buffer = 64 * 1024;
+    std::chrono::seconds shutdown_grace{30};
+};
+
+struct Log {
+    std::string level = "info";         // trace, debug, info, warn, error
+    std::string destination = "stderr"; // "stderr", "syslog" or a file path
+};
+
+struct Server {
+    std::string user;                 // drop privileges to this user after binding (when started as root)
+    std::string group;                // default: the user's primary group
+    std::uint32_t threads = 0;        // event loops; 0: one per core
+    std::uint32_t worker_threads = 0; // hashing and storage pool; 0: one per core, at least 2
+    std::string host_name;            // APOP timestamps; default: the machine's name
+};
+
+struct Config {
+    std::filesystem::path file;
+    Server server;
+    std::vector<Listener> listeners;
+    Tls tls;
+    Storage storage;
+    PassDb passdb;
+    Auth auth;
+    Pop3 pop3;
+    Limits limits;
+    Log log;
+};
+
+// Reads and checks the file; relative paths in it are taken from the file's directory.
+[[nodiscard]] tl::expected<Config, std::string> load(const std::filesystem::path& file);
+[[nodiscard]] tl::expected<Config, std::string> parse(std::string_view text,
+                                                      const std::filesystem::path& file);
+
+} // namespace pigeon::config

@@ -1,0 +1,576 @@
+#include "net/connection.hpp"
+
+#include "core/base64.hpp"
+#include "core/error.hpp"
+#include "protocol/dot_stuffer.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+#include <openssl/rand.h>
+#include <spdlog/logger.h>
+
+#include <array>
+#include <unistd.h>
+
+namespace pigeon::net {
+namespace {
+
+constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// One read takes at most this much; a command line is at most 255 octets (RFC 2449 §4), so a
+// read holds a few hundred pipelined commands.
+constexpr std::size_t input_chunk_octets = 2048;
+// Message files are read in pieces of this size (the dot-stuffer's benchmark figure,
+// docs/benchmarks.md, is taken with it).
+constexpr std::size_t file_chunk_octets = std::size_t{64} * 1024;
+
+std::string random_id()
+{
+    std::array<unsigned char, 9> bytes{};
+    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+        static std::atomic<std::uint64_t> fallback{0};
+        const auto n = fallback.fetch_add(1) ^ static_cast<std::uint64_t>(::getpid()) << 40U;
+        return fmt::format("{:016x}", n);
+    }
+    std::string id =
+        base64_encode(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    for (char& c : id) {
+        if (c == '+') {
+            c = '-';
+        } else if (c == '/') {
+            c = '_';
+        }
+    }
+    return id;
+}
+
+} // namespace
+
+// --- ConnectionRegistry --------------------------------------------------------------------
+
+void ConnectionRegistry::add(const std::shared_ptr<Connection>& connection)
+{
+    const std::lock_guard guard(m_mutex);
+    m_connections.emplace(connection.get(), connection);
+}
+
+void ConnectionRegistry::remove(const Connection* connection)
+{
+    const std::lock_guard guard(m_mutex);
+    m_connections.erase(connection);
+}
+
+std::size_t ConnectionRegistry::abort_all()
+{
+    std::vector<std::shared_ptr<Connection>> live;
+    {
+        const std::lock_guard guard(m_mutex);
+        for (const auto& [key, weak] : m_connections) {
+            if (auto connection = weak.lock()) {
+                live.push_back(std::move(connection));
+            }
+        }
+    }
+    for (const auto& connection : live) {
+        connection->abort();
+    }
+    return live.size();
+}
+
+std::size_t ConnectionRegistry::size() const
+{
+    const std::lock_guard guard(m_mutex);
+    return m_connections.size();
+}
+
+// --- LoginDelayTracker ---------------------------------------------------------------------
+
+bool LoginDelayTracker::admit(const std::string& user, std::chrono::seconds delay, Clock::time_point now)
+{
+    const std::lock_guard guard(m_mutex);
+    if (now - m_last_prune > delay) {
+        std::erase_if(m_last_login, [&](const auto& entry) { return now - entry.second >= delay; });
+        m_last_prune = now;
+    }
+    auto [entry, inserted] = m_last_login.try_emplace(user, now);
+    if (!inserted) {
+        if (now - entry->second < delay) {
+            return false;
+        }
+        entry->second = now;
+    }
+    return true;
+}
+
+// --- Transport -----------------------------------------------------------------------------
+
+asio::awaitable<std::pair<std::error_code, std::size_t>>
+Connection::Transport::read_some(asio::mutable_buffer buffer)
+{
+    if (m_tls) {
+        auto [ec, n] = co_await m_tls->async_read_some(buffer, nothrow);
+        co_return std::pair<std::error_code, std::size_t>{ec, n};
+    }
+    auto [ec, n] = co_await m_socket.async_read_some(buffer, nothrow);
+    co_return std::pair<std::error_code, std::size_t>{ec, n};
+}
+
+asio::awaitable<std::error_code> Connection::Transport::write(asio::const_buffer buffer)
+{
+    if (m_tls) {
+        auto [ec, n] = co_await asio::async_write(*m_tls, buffer, nothrow);
+        co_return ec;
+    }
+    auto [ec, n] = co_await asio::async_write(m_socket, buffer, nothrow);
+    co_return ec;
+}
+
+asio::awaitable<std::error_code> Connection::Transport::handshake(asio::ssl::context& context)
+{
+    m_tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(m_socket), context);
+    auto [ec] = co_await m_tls->async_handshake(asio::ssl::stream_base::server, nothrow);
+    co_return ec;
+}
+
+void Connection::Transport::cancel() noexcept
+{
+    std::error_code ignored;
+    socket().cancel(ignored);
+}
+
+void Connection::Transport::close() noexcept
+{
+    std::error_code ignored;
+    socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
+}
+
+// --- Connection ----------------------------------------------------------------------------
+
+Connection::Connection(asio::ip::tcp::socket socket, TlsMode mode, std::shared_ptr<const Services> services,
+                       SharedState& shared, ConnectionLimits::Slot slot)
+    : m_transport(std::move(socket)), m_mode(mode), m_services(std::move(services)), m_shared(shared),
+      m_slot(std::move(slot)), m_timer(m_transport.socket().get_executor()), m_id(random_id()),
+      m_started(std::chrono::steady_clock::now())
+{
+    std::error_code ec;
+    const auto endpoint = m_transport.socket().remote_endpoint(ec);
+    if (!ec) {
+        auto address = endpoint.address();
+        if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+            address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+        }
+        m_remote = address.to_string();
+        m_loopback = address.is_loopback();
+    }
+    m_transport.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+Connection::~Connection()
+{
+    m_shared.registry.remove(this);
+}
+
+void Connection::abort()
+{
+    m_aborted = true;
+    asio::post(m_timer.get_executor(), [self = shared_from_this()] {
+        self->m_end_reason = "shutdown";
+        self->m_transport.cancel();
+        self->m_timer.cancel();
+    });
+}
+
+void Connection::arm(std::chrono::milliseconds timeout)
+{
+    const auto generation = ++m_timer_generation;
+    m_timer.expires_after(timeout);
+    m_timer.async_wait([self = shared_from_this(), generation](std::error_code ec) {
+        if (!ec && generation == self->m_timer_generation) {
+            self->m_timed_out = true;
+            self->m_transport.cancel();
+        }
+    });
+}
+
+void Connection::disarm()
+{
+    ++m_timer_generation;
+    m_timer.cancel();
+}
+
+asio::awaitable<void> Connection::sleep(std::chrono::milliseconds delay)
+{
+    if (delay.count() <= 0) {
+        co_return;
+    }
+    ++m_timer_generation;
+    m_timer.expires_after(delay);
+    co_await m_timer.async_wait(nothrow);
+}
+
+asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self)
+{
+    self->m_shared.registry.add(self);
+    self->m_shared.counters.sessions.fetch_add(1, std::memory_order_relaxed);
+    co_await self->serve();
+    self->disarm();
+    self->m_maildrop.reset(); // without QUIT nothing was committed; the lock goes with it
+    self->m_transport.close();
+    self->log_end();
+}
+
+protocol::ServerPolicy Connection::make_policy() const
+{
+    const auto& settings = m_services->settings;
+    protocol::ServerPolicy policy = settings.policy;
+    policy.tls_available = m_mode == TlsMode::starttls && m_services->tls != nullptr;
+    policy.tls_active = false;
+    policy.plaintext_auth_without_tls = settings.plaintext_auth == PlaintextAuth::always ||
+                                        (settings.plaintext_auth == PlaintextAuth::loopback && m_loopback);
+    if (!settings.apop) {
+        return policy;
+    }
+    static std::atomic<std::uint64_t> counter{0};
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    policy.apop_timestamp =
+        fmt::format("<{}.{}.{}@{}>", ::getpid(), counter.fetch_add(1, std::memory_order_relaxed),
+                    std::chrono::duration_cast<std::chrono::microseconds>(now).count(), settings.host_name);
+    return policy;
+}
+
+asio::awaitable<bool> Connection::start_tls()
+{
+    if (!m_services->tls) {
+        co_return false;
+    }
+    arm(m_services->settings.login_timeout);
+    const auto ec = co_await m_transport.handshake(m_services->tls->context());
+    disarm();
+    if (ec) {
+        m_end_reason = m_timed_out ? "tls handshake timeout" : "tls handshake failed: " + ec.message();
+        co_return false;
+    }
+    m_tls_description = tls::describe(m_transport.ssl());
+    co_return true;
+}
+
+asio::awaitable<bool> Connection::flush()
+{
+    if (m_out.empty()) {
+        co_return !m_aborted;
+    }
+    if (m_aborted) {
+        co_return false;
+    }
+    arm(m_services->settings.idle_timeout);
+    const auto ec = co_await m_transport.write(asio::buffer(m_out));
+    disarm();
+    m_out.clear();
+    if (ec) {
+        m_end_reason = m_timed_out ? "output timeout" : m_aborted ? "shutdown" : "write failed";
+        co_return false;
+    }
+    co_return true;
+}
+
+asio::awaitable<bool> Connection::read_input(protocol::ServerSession& session)
+{
+    // Between commands nothing is held but this buffer: what a message needed is released.
+    if (m_out.capacity() > input_chunk_octets) {
+        std::string().swap(m_out);
+    }
+    if (m_aborted) {
+        co_return false;
+    }
+    std::array<char, input_chunk_octets> buffer{};
+    const auto timeout = m_state == protocol::SessionState::authorization ? m_services->settings.login_timeout
+                                                                          : m_services->settings.idle_timeout;
+    arm(timeout);
+    auto [ec, n] = co_await m_transport.read_some(asio::buffer(buffer));
+    disarm();
+    if (ec) {
+        if (m_timed_out) {
+            m_end_reason = "autologout";
+        } else if (m_aborted) {
+            m_end_reason = "shutdown";
+        } else if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+            m_end_reason = "disconnected";
+        } else {
+            m_end_reason = "read failed: " + ec.message();
+        }
+        co_return false;
+    }
+    session.receive(std::string_view(buffer.data(), n));
+    co_return true;
+}
+
+asio::awaitable<void> Connection::check_credentials(protocol::ServerSession& session,
+                                                    protocol::step::CheckCredentials& check)
+{
+    auto& throttle = m_shared.throttle;
+    const std::string user(sasl::credentials_user(check.credentials));
+    const std::string mechanism = check.mechanism;
+    // An address that has been failing waits before its attempt is even looked at: a burst of
+    // guesses costs timers, not hashing (Dovecot's auth penalty).
+    const auto penalty = throttle.address_penalty(m_remote, auth::AuthThrottle::Clock::now());
+    co_await sleep(penalty);
+    if (m_aborted) {
+        session.on_credentials_checked({make_error_code(errc::auth_temporary_failure), {}});
+        co_return;
+    }
+    if (!throttle.try_begin()) {
+        m_shared.log.warn("auth busy: user={} rip={} mech={} session={}", user, m_remote, mechanism, m_id);
+        session.on_credentials_checked({make_error_code(errc::auth_temporary_failure), {}});
+        co_return;
+    }
+    auto verify = [services = m_services,
+                   credentials = std::move(check.credentials)]() -> Result<std::string> {
+        return auth::verify_credentials(*services->passdb, credentials,
+                                        services->settings.unknown_user_scheme);
+    };
+    auto verdict = co_await m_shared.pool.run(std::move(verify));
+    throttle.end();
+    if (verdict) {
+        throttle.record_success(*verdict);
+        m_user = *verdict;
+        m_mechanism = mechanism;
+        m_shared.counters.logins.fetch_add(1, std::memory_order_relaxed);
+        m_shared.log.info("login: user={} rip={} mech={} tls={} session={}", m_user, m_remote, m_mechanism,
+                          m_tls_description.empty() ? "no" : m_tls_description, m_id);
+        session.on_credentials_checked({{}, *verdict});
+        co_return;
+    }
+    const auto error = verdict.error();
+    if (error == errc::auth_failed) {
+        const auto now = auth::AuthThrottle::Clock::now();
+        const auto delay = throttle.failure_delay(m_remote, user, now) - penalty;
+        throttle.record_failure(m_remote, user, now);
+        m_shared.counters.auth_failures.fetch_add(1, std::memory_order_relaxed);
+        m_shared.log.warn("{} session={}",
+                          auth::format_auth_failure(user, m_remote, mechanism, "invalid_credentials"), m_id);
+        co_await sleep(delay);
+    } else {
+        m_shared.log.error("{} session={}",
+                           auth::format_auth_failure(user, m_remote, mechanism, "temporary_failure"), m_id);
+    }
+    session.on_credentials_checked({error, {}});
+    m_failures_seen = session.failed_authentications();
+}
+
+asio::awaitable<void> Connection::account_mechanism_failure()
+{
+    auto& throttle = m_shared.throttle;
+    const auto now = auth::AuthThrottle::Clock::now();
+    const auto delay = throttle.failure_delay(m_remote, m_attempt_user, now);
+    throttle.record_failure(m_remote, m_attempt_user, now);
+    m_shared.counters.auth_failures.fetch_add(1, std::memory_order_relaxed);
+    m_shared.log.warn("{} session={}",
+                      auth::format_auth_failure(m_attempt_user, m_remote,
+                                                m_attempt_mechanism.empty() ? "SASL" : m_attempt_mechanism,
+                                                "invalid_credentials"),
+                      m_id);
+    co_await sleep(delay);
+}
+
+asio::awaitable<bool> Connection::stream_message(protocol::ServerSession& session,
+                                                 const protocol::step::StreamMessage& stream)
+{
+    auto reader = m_maildrop->open_message(stream.message);
+    if (!reader) {
+        m_shared.log.error("message {} of user={} cannot be opened: {} session={}", stream.message.value,
+                           m_user, reader.error().message(), m_id);
+        session.on_message_failed(reader.error());
+        co_return true;
+    }
+    m_file_buffer.resize(file_chunk_octets);
+    const std::size_t limit = m_services->settings.output_buffer_octets;
+    m_out += stream.ok_line;
+    std::uint64_t octets = 0;
+    protocol::DotStuffer stuffer(stream.top_body_lines);
+    for (;;) {
+        auto count = (*reader)->read(std::span<char>(m_file_buffer));
+        if (!count) {
+            // The +OK is on its way: the error cannot be told in-band (RFC 1939 has no way), so
+            // the connection ends and the client sees a body without its terminating line.
+            m_shared.log.error("message {} of user={} failed while sent: {} session={}", stream.message.value,
+                               m_user, count.error().message(), m_id);
+            m_end_reason = "message read failed";
+            co_return false;
+        }
+        if (*count == 0 || stuffer.complete()) {
+            break;
+        }
+        const std::size_t start = m_out.size();
+        stuffer.feed(std::string_view(m_file_buffer.data(), *count), m_out);
+        octets += m_out.size() - start;
+        if (m_out.size() >= limit && !co_await flush()) {
+            co_return false;
+        }
+    }
+    stuffer.finish(m_out);
+    if (stream.top_body_lines) {
+        ++m_top;
+    } else {
+        ++m_retrieved;
+        m_retrieved_octets += octets;
+        m_shared.counters.retrieved_octets.fetch_add(octets, std::memory_order_relaxed);
+    }
+    session.on_message_sent();
+    co_return true;
+}
+
+asio::awaitable<void> Connection::look_up_secret(protocol::ServerSession& session,
+                                                 const protocol::step::LookupSecret& lookup)
+{
+    m_attempt_user = lookup.user;
+    m_attempt_mechanism = lookup.mechanism;
+    co_await sleep(m_shared.throttle.address_penalty(m_remote, auth::AuthThrottle::Clock::now()));
+    auto look_up = [services = m_services, user = lookup.user] {
+        return auth::lookup_secret(*services->passdb, user);
+    };
+    auto secret = co_await m_shared.pool.run(std::move(look_up));
+    session.on_secret_looked_up(secret ? std::error_code{} : secret.error(),
+                                secret ? std::move(*secret) : std::nullopt);
+}
+
+asio::awaitable<void> Connection::open_maildrop(protocol::ServerSession& session,
+                                                const protocol::step::OpenMaildrop& open)
+{
+    if (m_user.empty()) {
+        // SASL mechanisms that check their own proof (SCRAM, CRAM-MD5, EXTERNAL) log here.
+        m_user = open.user;
+        m_mechanism = m_attempt_mechanism.empty() ? "EXTERNAL" : m_attempt_mechanism;
+        m_shared.throttle.record_success(m_user);
+        m_shared.counters.logins.fetch_add(1, std::memory_order_relaxed);
+        m_shared.log.info("login: user={} rip={} mech={} tls={} session={}", m_user, m_remote, m_mechanism,
+                          m_tls_description.empty() ? "no" : m_tls_description, m_id);
+    }
+    if (const auto& delay = m_services->settings.policy.login_delay_seconds;
+        delay && !m_shared.login_delays.admit(open.user, std::chrono::seconds(*delay),
+                                              std::chrono::steady_clock::now())) {
+        m_shared.log.info("login refused: user={} rip={} reason=login_delay session={}", open.user, m_remote,
+                          m_id);
+        session.on_maildrop_opened(make_error_code(errc::login_delay), nullptr);
+        co_return;
+    }
+    auto open_it = [services = m_services, user = open.user] { return services->store->open(user); };
+    auto maildrop = co_await m_shared.pool.run(std::move(open_it));
+    if (maildrop) {
+        m_maildrop = std::shared_ptr<storage::Maildrop>(std::move(*maildrop));
+        session.on_maildrop_opened({}, m_maildrop);
+        co_return;
+    }
+    if (maildrop.error() != errc::maildrop_in_use) {
+        m_shared.log.error("maildrop of user={} cannot be opened: {} session={}", open.user,
+                           maildrop.error().message(), m_id);
+    }
+    session.on_maildrop_opened(maildrop.error(), nullptr);
+}
+
+asio::awaitable<void> Connection::commit(protocol::ServerSession& session,
+                                         protocol::step::CommitUpdate& update)
+{
+    const auto deletions = update.deletions.size();
+    auto commit_them = [maildrop = m_maildrop, marked = std::move(update.deletions)] {
+        return maildrop->commit(marked);
+    };
+    auto committed = co_await m_shared.pool.run(std::move(commit_them));
+    if (committed) {
+        m_deleted += static_cast<std::uint32_t>(deletions);
+    } else {
+        m_shared.log.error("commit for user={} failed: {} session={}", m_user, committed.error().message(),
+                           m_id);
+    }
+    session.on_update_committed(committed ? std::error_code{} : committed.error());
+}
+
+asio::awaitable<bool> Connection::perform(protocol::ServerSession& session, protocol::Step& step)
+{
+    if (auto* send = std::get_if<protocol::step::SendBytes>(&step)) {
+        m_out += send->bytes;
+        co_return m_out.size() < m_services->settings.output_buffer_octets || co_await flush();
+    }
+    if (auto* stream = std::get_if<protocol::step::StreamMessage>(&step)) {
+        co_return co_await stream_message(session, *stream);
+    }
+    if (std::holds_alternative<protocol::step::NeedInput>(step)) {
+        co_return co_await flush() && co_await read_input(session);
+    }
+    if (std::holds_alternative<protocol::step::Close>(step)) {
+        if (m_end_reason == "disconnected") {
+            m_end_reason = session.quit_received() ? "quit" : "closed by server";
+        }
+        co_await flush();
+        co_return false;
+    }
+    if (std::holds_alternative<protocol::step::Wait>(step)) {
+        m_end_reason = "internal error: session waiting";
+        co_return false; // every step is answered before the loop asks again
+    }
+    // The steps below wait for the pool or a handshake: what is gathered goes out first.
+    if (!co_await flush()) {
+        co_return false;
+    }
+    if (auto* check = std::get_if<protocol::step::CheckCredentials>(&step)) {
+        co_await check_credentials(session, *check);
+    } else if (auto* lookup = std::get_if<protocol::step::LookupSecret>(&step)) {
+        co_await look_up_secret(session, *lookup);
+    } else if (auto* open = std::get_if<protocol::step::OpenMaildrop>(&step)) {
+        co_await open_maildrop(session, *open);
+    } else if (auto* update = std::get_if<protocol::step::CommitUpdate>(&step)) {
+        co_await commit(session, *update);
+    } else if (std::holds_alternative<protocol::step::StartTls>(step)) {
+        if (!co_await start_tls()) {
+            co_return false;
+        }
+        session.on_tls_started(tls::tls_exporter(m_transport.ssl()), tls::client_identity(m_transport.ssl()));
+    }
+    co_return true;
+}
+
+asio::awaitable<void> Connection::serve()
+{
+    m_shared.log.info("connect: rip={} tls={} session={}", m_remote,
+                      m_mode == TlsMode::implicit   ? "implicit"
+                      : m_mode == TlsMode::starttls ? "stls"
+                                                    : "no",
+                      m_id);
+    auto policy = make_policy();
+    if (m_mode == TlsMode::implicit) {
+        if (!co_await start_tls()) {
+            co_return;
+        }
+        policy.tls_active = true;
+        policy.tls_exporter = tls::tls_exporter(m_transport.ssl());
+        policy.tls_client_identity = tls::client_identity(m_transport.ssl());
+    }
+    protocol::ServerSession session(std::move(policy));
+    for (;;) {
+        m_state = session.state();
+        auto step = session.next_step();
+        if (session.failed_authentications() > m_failures_seen) {
+            m_failures_seen = session.failed_authentications();
+            co_await account_mechanism_failure();
+        }
+        if (!co_await perform(session, step)) {
+            co_return;
+        }
+    }
+}
+
+void Connection::log_end()
+{
+    const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - m_started).count();
+    m_shared.log.info("disconnect: user={} rip={} mech={} tls={} retr={}/{} top={} dele={} duration={:.3f}s "
+                      "reason=\"{}\" session={}",
+                      m_user.empty() ? "-" : m_user, m_remote, m_mechanism.empty() ? "-" : m_mechanism,
+                      m_tls_description.empty() ? "no" : m_tls_description, m_retrieved, m_retrieved_octets,
+                      m_top, m_deleted, elapsed, m_end_reason, m_id);
+}
+
+} // namespace pigeon::net

@@ -1,0 +1,70 @@
+// A listening socket: accepts connections and hands each to one of the event loops (round
+// robin), after the connection limits. A refused client gets "-ERR [SYS/TEMP]" and a close.
+#pragma once
+
+#include "net/connection.hpp"
+#include "net/connection_limits.hpp"
+
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+
+namespace pigeon::net {
+
+// The current Services, replaced as a whole by a reload.
+class ServicesSource {
+public:
+    explicit ServicesSource(std::shared_ptr<const Services> services) : m_services(std::move(services)) {}
+    [[nodiscard]] std::shared_ptr<const Services> current() const
+    {
+        const std::lock_guard guard(m_mutex);
+        return m_services;
+    }
+    void replace(std::shared_ptr<const Services> services)
+    {
+        const std::lock_guard guard(m_mutex);
+        m_services = std::move(services);
+    }
+
+private:
+    mutable std::mutex m_mutex;
+    std::shared_ptr<const Services> m_services;
+};
+
+class Listener {
+public:
+    // Binds and listens (an error names the address); the acceptor lives on `accept_context`.
+    static tl::expected<std::unique_ptr<Listener>, std::string>
+    open(asio::io_context& accept_context, const asio::ip::tcp::endpoint& endpoint, TlsMode mode,
+         std::function<asio::io_context&()> next_loop, ServicesSource& services, ConnectionLimits& limits,
+         SharedState& shared);
+
+    // Takes an already listening socket (systemd socket activation).
+    static tl::expected<std::unique_ptr<Listener>, std::string>
+    adopt(asio::io_context& accept_context, int fd, TlsMode mode,
+          std::function<asio::io_context&()> next_loop, ServicesSource& services, ConnectionLimits& limits,
+          SharedState& shared);
+
+    // Accepts until close().
+    asio::awaitable<void> run();
+    void close();
+    [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const;
+    [[nodiscard]] TlsMode mode() const noexcept { return m_mode; }
+
+private:
+    Listener(asio::io_context& accept_context, TlsMode mode, std::function<asio::io_context&()> next_loop,
+             ServicesSource& services, ConnectionLimits& limits, SharedState& shared);
+
+    asio::ip::tcp::acceptor m_acceptor;
+    TlsMode m_mode;
+    std::function<asio::io_context&()> m_next_loop;
+    ServicesSource& m_services;
+    ConnectionLimits& m_limits;
+    SharedState& m_shared;
+};
+
+} // namespace pigeon::net

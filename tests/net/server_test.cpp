@@ -1,0 +1,425 @@
+// pigeond's server over real loopback sockets: sessions and their log lines, STLS and implicit
+// TLS, hostile input (a 1 MB line, NUL bytes and junk, a command smuggled with STLS), 1,000
+// connections from one address, a reader that stops mid-RETR, clients that vanish, timeouts,
+// LOGIN-DELAY, the brute-force log line, reload and graceful shutdown.
+#include "test_server.hpp"
+
+#include "auth/memory/memory_passdb.hpp"
+#include "storage/memory/memory_maildrop.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <random>
+#include <regex>
+#include <sys/resource.h>
+
+namespace pigeon::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Waits for a condition the server reaches on its own (a session noticing its client left),
+// checking every millisecond up to a bound: the bound is a failure, not a synchronisation.
+template <class Predicate>
+bool eventually(Predicate predicate, std::chrono::milliseconds bound = 10s)
+{
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!predicate()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(1ms);
+    }
+    return true;
+}
+
+struct Fixture {
+    std::shared_ptr<storage::MemoryMaildropStore> store = std::make_shared<storage::MemoryMaildropStore>();
+    std::shared_ptr<auth::MemoryPassDb> passdb = std::make_shared<auth::MemoryPassDb>();
+    Fixture()
+    {
+        passdb->add_user("alice", "secret");
+        passdb->add_user("bob", "hunter2");
+        store->add_message("alice", {"uid-1", "Subject: one\n\nfirst\n.leading dot\n"});
+        store->add_message("alice", {"uid-2", "Subject: two\r\n\r\nsecond\r\n"});
+    }
+};
+
+std::string login(TestClient& client, std::string_view user = "alice", std::string_view password = "secret")
+{
+    client.send(fmt::format("USER {}\r\nPASS {}\r\n", user, password));
+    client.line();
+    return client.line();
+}
+
+TEST(Server, SessionRetrDeleQuitAndTheLogLines)
+{
+    Fixture f;
+    TestServer server(test_services(f.store, f.passdb));
+    {
+        TestClient client(server.port());
+        ASSERT_TRUE(client.connected());
+        EXPECT_EQ(client.line(), "+OK Pigeon POP3 server ready.\r\n");
+        EXPECT_TRUE(login(client).starts_with("+OK Logged in"));
+        client.send("RETR 1\r\n");
+        EXPECT_EQ(client.line(), "+OK 37 octets\r\n");
+        EXPECT_EQ(client.until("\r\n.\r\n"), "Subject: one\r\n\r\nfirst\r\n..leading dot\r\n.\r\n");
+        client.send("DELE 1\r\nQUIT\r\n");
+        EXPECT_EQ(client.line(), "+OK message 1 deleted\r\n");
+        EXPECT_TRUE(client.line().starts_with("+OK"));
+        EXPECT_TRUE(client.eof());
+    }
+    EXPECT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
+    EXPECT_EQ(f.store->messages("alice").size(), 1U);
+    EXPECT_EQ(server.log().count("login: user=alice rip=127.0.0.1 mech=USER tls=no"), 1U);
+    EXPECT_EQ(
+        server.log().count("disconnect: user=alice rip=127.0.0.1 mech=USER tls=no retr=1/38 top=0 dele=1"),
+        1U);
+    EXPECT_EQ(server.log().count("reason=\"quit\""), 1U);
+}
+
+TEST(Server, VanishedClientCommitsNothing)
+{
+    Fixture f;
+    TestServer server(test_services(f.store, f.passdb));
+    {
+        TestClient client(server.port());
+        client.line();
+        login(client);
+        client.send("DELE 1\r\nDELE 2\r\n");
+        client.line();
+        client.line();
+    } // gone without QUIT
+    ASSERT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
+    EXPECT_EQ(f.store->messages("alice").size(), 2U);
+    EXPECT_EQ(server.log().count("reason=\"disconnected\""), 1U);
+    // The maildrop is free again.
+    TestClient again(server.port());
+    again.line();
+    EXPECT_TRUE(login(again).starts_with("+OK Logged in, maildrop has 2 messages"));
+}
+
+TEST(Server, StlsDiscardsACommandSentInTheSamePacket)
+{
+    Fixture f;
+    TestServer server(test_services(f.store, f.passdb, test_tls_context()));
+    TestClient client(server.port());
+    client.line();
+    // The injected USER must never be answered, inside TLS or out (RFC 2595 §4, CVE-2011-0411).
+    client.send("STLS\r\nUSER alice\r\n");
+    EXPECT_EQ(client.line(), "+OK Begin TLS negotiation now.\r\n");
+    ASSERT_TRUE(client.start_tls());
+    client.send("PASS secret\r\n");
+    EXPECT_TRUE(client.line().starts_with("-ERR")); // no USER was accepted
+    client.send("CAPA\r\n");
+    const auto capa = client.until("\r\n.\r\n");
+    EXPECT_EQ(capa.find("STLS"), std::string::npos); // not offered again inside TLS
+    EXPECT_NE(capa.find("USER"), std::string::npos);
+    EXPECT_TRUE(login(client).starts_with("+OK Logged in"));
+    client.send("QUIT\r\n");
+    client.line();
+    EXPECT_TRUE(eventually([&] { return server.log().count("tls=TLSv1.3") >= 1; }));
+}
+
+TEST(Server, ImplicitTlsAndPlaintextPolicy)
+{
+    Fixture f;
+    auto services = test_services(f.store, f.passdb, test_tls_context());
+    services->settings.plaintext_auth = net::PlaintextAuth::never;
+    TestServer server(services, test_tuning(), {net::TlsMode::starttls, net::TlsMode::implicit});
+    {
+        // Plain connection: USER/PASS and PLAIN refused before STLS, and not offered.
+        TestClient plain(server.port(0));
+        plain.line();
+        plain.send("CAPA\r\n");
+        const auto capa = plain.until("\r\n.\r\n");
+        EXPECT_EQ(capa.find("\r\nUSER\r\n"), std::string::npos);
+        EXPECT_NE(capa.find("STLS"), std::string::npos);
+        plain.send("USER alice\r\n");
+        EXPECT_TRUE(plain.line().starts_with("-ERR [AUTH]"));
+    }
+    TestClient tls(server.port(1));
+    ASSERT_TRUE(tls.start_tls());
+    EXPECT_EQ(tls.line(), "+OK Pigeon POP3 server ready.\r\n");
+    tls.send("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"); // \0alice\0secret
+    EXPECT_TRUE(tls.line().starts_with("+OK Logged in"));
+    tls.send("STAT\r\nQUIT\r\n");
+    EXPECT_EQ(tls.line(), "+OK 2 61\r\n");
+}
+
+TEST(Server, MegabyteLineGetsAnErrorAndTheServerGoesOn)
+{
+    Fixture f;
+    TestServer server(test_services(f.store, f.passdb));
+    {
+        TestClient client(server.port());
+        client.line();
+        client.send(std::string(1 << 20, 'A'));
+        client.send("\r\nQUIT\r\n");
+        const auto first = client.line();
+        EXPECT_TRUE(first.starts_with("-ERR")) << first;
+        // The server resynchronised at the line's end and answers the next command.
+        EXPECT_EQ(client.line(), "+OK Pigeon POP3 server signing off.\r\n");
+        EXPECT_TRUE(client.eof());
+    }
+    TestClient next(server.port());
+    EXPECT_EQ(next.line(), "+OK Pigeon POP3 server ready.\r\n");
+    EXPECT_TRUE(login(next).starts_with("+OK Logged in"));
+}
+
+TEST(Server, NulBytesAndRandomJunkEndInACleanClose)
+{
+    Fixture f;
+    TestServer server(test_services(f.store, f.passdb));
+    std::mt19937 random(12345);
+    for (int round = 0; round < 5; ++round) {
+        TestClient client(server.port());
+        client.line();
+        std::string junk(64 * 1024, '\0');
+        for (auto& c : junk) {
+            c = static_cast<char>(random() % 7 == 0 ? '\n' : random() % 256);
+        }
+        client.send(junk);
+        std::string rest;
+        EXPECT_TRUE(client.eof(&rest)); // too many bad commands: -ERR lines, then a close
+        EXPECT_NE(rest.find("-ERR"), std::string::npos);
+    }
+    TestClient next(server.port());
+    next.line();
+    EXPECT_TRUE(login(next).starts_with("+OK Logged in"));
+}
+
+TEST(Server, ThousandConnectionsFromOneAddress)
+{
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, 4096);
+    setrlimit(RLIMIT_NOFILE, &limit);
+    ASSERT_GE(limit.rlim_cur, 2200U) << "the test needs 2,200 file descriptors";
+
+    Fixture f;
+    auto tuning = test_tuning();
+    tuning.max_connections_per_ip = 100;
+    TestServer server(test_services(f.store, f.passdb), tuning);
+    std::vector<std::unique_ptr<TestClient>> clients;
+    for (int i = 0; i < 1000; ++i) {
+        clients.push_back(std::make_unique<TestClient>(server.port()));
+        ASSERT_TRUE(clients.back()->connected());
+    }
+    int greeted = 0;
+    int refused = 0;
+    for (auto& client : clients) {
+        const auto line = client->line();
+        if (line == "+OK Pigeon POP3 server ready.\r\n") {
+            ++greeted;
+        } else if (line == "-ERR [SYS/TEMP] Too many connections, try again later.\r\n") {
+            ++refused;
+            EXPECT_TRUE(client->eof());
+        }
+    }
+    EXPECT_EQ(greeted, 100);
+    EXPECT_EQ(refused, 900);
+    clients.clear();
+    ASSERT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
+    TestClient after(server.port());
+    EXPECT_EQ(after.line(), "+OK Pigeon POP3 server ready.\r\n");
+}
+
+// A maildrop whose readers count the bytes they hand out.
+class CountingStore final : public storage::MaildropStore {
+public:
+    explicit CountingStore(std::shared_ptr<storage::MemoryMaildropStore> inner) : m_inner(std::move(inner)) {}
+    Result<std::unique_ptr<storage::Maildrop>> open(std::string_view user) override
+    {
+        auto maildrop = m_inner->open(user);
+        if (!maildrop) {
+            return maildrop;
+        }
+        return std::make_unique<Counting>(std::move(*maildrop), m_read);
+    }
+    std::atomic<std::uint64_t> m_read{0};
+
+private:
+    class Reader final : public storage::MessageReader {
+    public:
+        Reader(std::unique_ptr<storage::MessageReader> inner, std::atomic<std::uint64_t>& read)
+            : m_inner(std::move(inner)), m_read(read)
+        {
+        }
+        Result<std::size_t> read(std::span<char> buffer) override
+        {
+            auto n = m_inner->read(buffer);
+            if (n) {
+                m_read += *n;
+            }
+            return n;
+        }
+
+    private:
+        std::unique_ptr<storage::MessageReader> m_inner;
+        std::atomic<std::uint64_t>& m_read;
+    };
+    class Counting final : public storage::Maildrop {
+    public:
+        Counting(std::unique_ptr<storage::Maildrop> inner, std::atomic<std::uint64_t>& read)
+            : m_inner(std::move(inner)), m_read(read)
+        {
+        }
+        std::uint32_t message_count() const noexcept override { return m_inner->message_count(); }
+        std::uint64_t message_octets(MessageIndex i) const noexcept override
+        {
+            return m_inner->message_octets(i);
+        }
+        std::string_view unique_id(MessageIndex i) const noexcept override { return m_inner->unique_id(i); }
+        Result<std::unique_ptr<storage::MessageReader>> open_message(MessageIndex i) override
+        {
+            auto reader = m_inner->open_message(i);
+            if (!reader) {
+                return reader;
+            }
+            return std::make_unique<Reader>(std::move(*reader), m_read);
+        }
+        Result<void> commit(std::span<const MessageIndex> deletions) override
+        {
+            return m_inner->commit(deletions);
+        }
+
+    private:
+        std::unique_ptr<storage::Maildrop> m_inner;
+        std::atomic<std::uint64_t>& m_read;
+    };
+    std::shared_ptr<storage::MemoryMaildropStore> m_inner;
+};
+
+TEST(Server, AReaderThatStopsHoldsABoundedBuffer)
+{
+    auto memory = std::make_shared<storage::MemoryMaildropStore>();
+    auto passdb = std::make_shared<auth::MemoryPassDb>();
+    passdb->add_user("alice", "secret");
+    std::string big;
+    const std::string line(998, 'x');
+    while (big.size() < (64U << 20)) {
+        big += line;
+        big += '\n';
+    }
+    memory->add_message("alice", {"big", big});
+    auto store = std::make_shared<CountingStore>(memory);
+    TestServer server(test_services(store, passdb));
+    TestClient client(server.port());
+    client.line();
+    login(client);
+    client.send("RETR 1\r\n");
+    std::uint64_t received = client.exactly(1 << 20).size(); // then the client stops reading
+    ASSERT_EQ(received, 1U << 20);
+    // What the server read from storage but the client has not taken is the server's output
+    // buffer, one file chunk and what the kernel's socket buffers hold: far from 64 MB.
+    ASSERT_TRUE(eventually([&] { return store->m_read.load() > received; }));
+    const auto held = store->m_read.load() - received;
+    EXPECT_LT(held, 16U << 20) << "the server read " << held << " bytes ahead of a stalled client";
+    // And the whole message still arrives, byte for byte, once the client reads again.
+    std::string rest = client.until("\r\n.\r\n");
+    received += rest.size();
+    const auto wire = big.size() + big.size() / 999; // every LF became CRLF
+    EXPECT_EQ(received, fmt::format("+OK {} octets\r\n", wire).size() + wire + 3);
+}
+
+TEST(Server, LoginTimeoutClosesAnIdleConnection)
+{
+    Fixture f;
+    auto services = test_services(f.store, f.passdb);
+    services->settings.login_timeout = 200ms;
+    TestServer server(services);
+    TestClient client(server.port());
+    client.line();
+    EXPECT_TRUE(client.eof()); // within the client's 10 s bound
+    EXPECT_TRUE(eventually([&] { return server.log().count("reason=\"autologout\"") == 1; }));
+}
+
+TEST(Server, LoginDelayIsEnforced)
+{
+    Fixture f;
+    auto services = test_services(f.store, f.passdb);
+    services->settings.policy.login_delay_seconds = 3600;
+    TestServer server(services);
+    {
+        TestClient client(server.port());
+        client.line();
+        EXPECT_TRUE(login(client).starts_with("+OK Logged in"));
+        client.send("QUIT\r\n");
+        client.line();
+    }
+    TestClient again(server.port());
+    again.line();
+    EXPECT_EQ(login(again), "-ERR [LOGIN-DELAY] Logged in too recently, try again later.\r\n");
+    // Another user is not affected.
+    EXPECT_TRUE(login(again, "bob", "hunter2").starts_with("+OK Logged in"));
+}
+
+TEST(Server, FailedLoginsLogOneMatchableLineAndAreDelayed)
+{
+    Fixture f;
+    auto tuning = test_tuning();
+    tuning.throttle.base_delay = 20ms;
+    tuning.throttle.max_delay = 1000ms;
+    tuning.throttle.free_failures = 0;
+    TestServer server(test_services(f.store, f.passdb), tuning);
+    TestClient client(server.port());
+    client.line();
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_TRUE(login(client, "alice", "wrong").starts_with("-ERR [AUTH]"));
+    EXPECT_TRUE(login(client, "alice", "wrong2").starts_with("-ERR [AUTH]"));
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    EXPECT_GE(elapsed, 20ms + 40ms); // the failures were answered after their delays
+    const std::regex fail2ban(
+        R"(auth failed: user=alice rip=127\.0\.0\.1 mech=USER reason=invalid_credentials)");
+    int matched = 0;
+    for (const auto& line : server.log().lines()) {
+        matched += std::regex_search(line, fail2ban) ? 1 : 0;
+        EXPECT_EQ(line.find("wrong"), std::string::npos) << "a password reached the log: " << line;
+    }
+    EXPECT_EQ(matched, 2);
+}
+
+TEST(Server, ReloadReplacesTheUserDatabaseWithoutDroppingSessions)
+{
+    Fixture f;
+    TestServer server(test_services(f.store, f.passdb));
+    TestClient old_session(server.port());
+    old_session.line();
+    EXPECT_TRUE(login(old_session).starts_with("+OK Logged in"));
+
+    auto passdb = std::make_shared<auth::MemoryPassDb>();
+    passdb->add_user("alice", "new-password");
+    server.server().replace_services(test_services(f.store, passdb), test_tuning());
+
+    old_session.send("STAT\r\n");
+    EXPECT_EQ(old_session.line(), "+OK 2 61\r\n");
+    old_session.send("QUIT\r\n");
+    old_session.line();
+    TestClient fresh(server.port());
+    fresh.line();
+    EXPECT_TRUE(login(fresh, "alice", "secret").starts_with("-ERR"));
+    EXPECT_TRUE(login(fresh, "alice", "new-password").starts_with("+OK Logged in"));
+}
+
+TEST(Server, ShutdownEndsSessionsWithoutCommittingTheirDeletions)
+{
+    Fixture f;
+    auto tuning = test_tuning();
+    tuning.shutdown_grace = 100ms;
+    TestServer server(test_services(f.store, f.passdb), tuning);
+    TestClient client(server.port());
+    client.line();
+    login(client);
+    client.send("DELE 1\r\n");
+    EXPECT_EQ(client.line(), "+OK message 1 deleted\r\n");
+    server.stop(); // returns once the server's loops are done
+    EXPECT_TRUE(client.eof());
+    EXPECT_EQ(f.store->messages("alice").size(), 2U);
+    EXPECT_EQ(server.log().count("reason=\"shutdown\""), 1U);
+}
+
+} // namespace
+} // namespace pigeon::test
