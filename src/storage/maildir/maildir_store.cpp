@@ -416,10 +416,10 @@ private:
 
 class MaildirMaildrop final : public Maildrop {
 public:
-    MaildirMaildrop(std::string root, std::array<UniqueFd, 2> dir_fds, Snapshot snapshot,
-                    std::shared_ptr<MaildropLock> lock)
-        : m_root(std::move(root)), m_dir_fds(std::move(dir_fds)), m_snapshot(std::move(snapshot)),
-          m_lock(std::move(lock))
+    // No directory stays open between calls: a logged-in session holds its socket and its lock
+    // file, nothing more, so ten thousand idle sessions do not need forty thousand descriptors.
+    MaildirMaildrop(std::string root, Snapshot snapshot, std::shared_ptr<MaildropLock> lock)
+        : m_root(std::move(root)), m_snapshot(std::move(snapshot)), m_lock(std::move(lock))
     {
     }
 
@@ -453,6 +453,10 @@ public:
         if (m_lock->revoked()) {
             return fail(errc::maildrop_in_use); // another login took this maildrop over
         }
+        if (deletions.empty()) {
+            return {}; // nothing changed: the index still vouches for both directories
+        }
+        std::array<UniqueFd, 2> dir_fds{open_folder(Folder::new_dir), open_folder(Folder::cur_dir)};
         bool all_removed = true;
         std::vector<bool> removed(m_snapshot.entries.size(), false);
         for (const MessageIndex index : deletions) {
@@ -464,8 +468,8 @@ public:
                 removed[index.value] = true; // already gone: another reader deleted it
                 continue;
             }
-            if (::unlinkat(m_dir_fds[static_cast<std::size_t>(location->first)].get(),
-                           location->second.c_str(), 0) != 0 &&
+            if (::unlinkat(dir_fds[static_cast<std::size_t>(location->first)].get(), location->second.c_str(),
+                           0) != 0 &&
                 errno != ENOENT) {
                 all_removed = false;
                 continue;
@@ -473,8 +477,8 @@ public:
             removed[index.value] = true;
         }
         // The unlinks are durable only once the directories are.
-        for (const auto& fd : m_dir_fds) {
-            if (::fsync(fd.get()) != 0) {
+        for (const auto& fd : dir_fds) {
+            if (!fd.valid() || ::fsync(fd.get()) != 0) {
                 all_removed = false;
             }
         }
@@ -486,6 +490,12 @@ public:
     }
 
 private:
+    [[nodiscard]] UniqueFd open_folder(Folder folder) const
+    {
+        const std::string path = m_root + "/" + std::string(folder_names[static_cast<std::size_t>(folder)]);
+        return UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    }
+
     // Where the message's file is now: its name in the snapshot, or, if a mail reader renamed it
     // since (flags changed, or moved from new/ to cur/), the file with the same base name.
     std::optional<std::pair<Folder, std::string>> locate(MessageIndex index)
@@ -496,21 +506,19 @@ private:
         }
         std::string name(m_snapshot.name(entry));
         struct stat st {};
-        if (::fstatat(m_dir_fds[static_cast<std::size_t>(entry.folder)].get(), name.c_str(), &st,
-                      AT_SYMLINK_NOFOLLOW) == 0) {
+        const std::string path =
+            m_root + "/" + std::string(folder_names[static_cast<std::size_t>(entry.folder)]) + "/" + name;
+        if (::lstat(path.c_str(), &st) == 0) {
             return std::pair{entry.folder, name};
         }
         const std::string_view base = base_name(name);
         for (std::size_t i = 0; i < 2; ++i) {
-            const int dup = ::dup(m_dir_fds[i].get());
-            DIR* dir = dup >= 0 ? ::fdopendir(dup) : nullptr;
+            UniqueFd folder = open_folder(static_cast<Folder>(i));
+            DIR* dir = folder.valid() ? ::fdopendir(folder.get()) : nullptr;
             if (dir == nullptr) {
-                if (dup >= 0) {
-                    ::close(dup);
-                }
                 continue;
             }
-            ::rewinddir(dir);
+            (void)folder.release(); // closedir() closes it now
             while (const dirent* item = ::readdir(dir)) {
                 if (base_name(item->d_name) == base) {
                     std::pair<Folder, std::string> found{static_cast<Folder>(i), std::string(item->d_name)};
@@ -530,8 +538,10 @@ private:
         if (!location) {
             return fail(errc::message_unavailable);
         }
-        UniqueFd fd(::openat(m_dir_fds[static_cast<std::size_t>(location->first)].get(),
-                             location->second.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        const std::string path = m_root + "/" +
+                                 std::string(folder_names[static_cast<std::size_t>(location->first)]) + "/" +
+                                 location->second;
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
         if (!fd.valid()) {
             m_moved.erase(index.value);
             return fail(errc::message_unavailable);
@@ -554,7 +564,6 @@ private:
     }
 
     std::string m_root;
-    std::array<UniqueFd, 2> m_dir_fds;
     Snapshot m_snapshot;
     std::shared_ptr<MaildropLock> m_lock;
     std::unordered_map<std::uint32_t, std::pair<Folder, std::string>> m_moved;
@@ -686,8 +695,7 @@ Result<std::unique_ptr<Maildrop>> MaildirStore::open_path(const std::string& roo
     }
     if (index && index->stamps[0].trusted && index->stamps[1].trusted &&
         index->stamps[0].mtime == stamps[0].mtime && index->stamps[1].mtime == stamps[1].mtime) {
-        return std::make_unique<MaildirMaildrop>(root, std::move(dir_fds), std::move(index->snapshot),
-                                                 std::move(*lock));
+        return std::make_unique<MaildirMaildrop>(root, std::move(index->snapshot), std::move(*lock));
     }
 
     // Cold or stale: list both directories; sizes come from ",W=", the old index, or reading.
@@ -715,7 +723,7 @@ Result<std::unique_ptr<Maildrop>> MaildirStore::open_path(const std::string& roo
     }
     // A failure to write the index costs speed next time, never correctness.
     (void)write_file_atomically(root + "/" + maildir_index_file, format_index(stamps, snapshot));
-    return std::make_unique<MaildirMaildrop>(root, std::move(dir_fds), std::move(snapshot), std::move(*lock));
+    return std::make_unique<MaildirMaildrop>(root, std::move(snapshot), std::move(*lock));
 }
 
 Result<std::unique_ptr<PendingDelivery>> MaildirStore::begin(std::string_view user)

@@ -132,6 +132,44 @@ TEST_F(MaildirTest, WarmIndexServesTheSnapshotWithoutReadingFiles)
     EXPECT_EQ(listing(*maildrop), first);
 }
 
+TEST_F(MaildirTest, QuitWithoutDeletionsLeavesTheIndexWarm)
+{
+    // A session that deletes nothing must not cost the next login a rescan: the index keeps
+    // vouching for both directories (its content is not rewritten at all).
+    put("cur/1700000000.M1P1.host:2,", "Subject: a\n\nbody\n");
+    age_directories();
+    { ASSERT_TRUE(open()); }
+    const auto index_before = fs::last_write_time(m_root / maildir_index_file);
+    std::string text_before;
+    std::getline(std::ifstream(m_root / maildir_index_file), text_before, '\0');
+    {
+        auto maildrop = open();
+        ASSERT_TRUE(maildrop);
+        ASSERT_TRUE(maildrop->commit({}));
+    }
+    std::string text_after;
+    std::getline(std::ifstream(m_root / maildir_index_file), text_after, '\0');
+    EXPECT_EQ(text_after, text_before);
+    EXPECT_EQ(fs::last_write_time(m_root / maildir_index_file), index_before);
+    EXPECT_NE(text_after.find("cur 1600000000000000000 1"), std::string::npos) << text_after;
+}
+
+TEST_F(MaildirTest, AnOpenMaildropHoldsOnlyItsLockDescriptor)
+{
+    // Ten thousand idle sessions must not need forty thousand descriptors: between calls a
+    // maildrop keeps its lock file open and nothing else.
+    put("new/1700000001.M1P1.host", "Subject: a\n\nnew\n");
+    put("cur/1700000000.M1P1.host:2,S", "Subject: b\n\ncur\n");
+    const auto open_descriptors = [] {
+        return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{});
+    };
+    const auto before = open_descriptors();
+    auto maildrop = open();
+    ASSERT_TRUE(maildrop);
+    EXPECT_EQ(read_all(*maildrop, 1), "Subject: a\n\nnew\n");
+    EXPECT_EQ(open_descriptors(), before + 1);
+}
+
 TEST_F(MaildirTest, UniqueIdsSurviveIndexLossDamageAndFlagRenames)
 {
     put("new/1700000000.M1P1.host", "Subject: a\n\none\n");
