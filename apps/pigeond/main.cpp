@@ -4,11 +4,14 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/logger.h>
 
 #include <cstdio>
+#include <string_view>
 #include <sysexits.h>
 #include <unistd.h>
+#include <vector>
 
 namespace {
 
@@ -16,12 +19,12 @@ constexpr std::string_view version = PIGEON_VERSION;
 
 int check_config(const pigeon::config::Config& config)
 {
-    auto log = pigeon::server::make_logger(config);
+    auto log = pigeon::server::make_logger(config, pigeon::server::BuildMode::check);
     if (!log) {
         fmt::print(stderr, "pigeond: {}\n", log.error());
         return EX_CONFIG;
     }
-    auto services = pigeon::server::build_services(config, **log);
+    auto services = pigeon::server::build_services(config, **log, pigeon::server::BuildMode::check);
     if (!services) {
         fmt::print(stderr, "pigeond: {}\n", services.error());
         return EX_CONFIG;
@@ -73,6 +76,15 @@ static int run(int argc, char** argv)
     }
     pigeon::server::Server server(std::move(*services), std::move(*listeners),
                                   pigeon::server::tuning_from(*config), *log);
+    // Every session holds two descriptors (socket, maildrop lock); the listeners, loops, log and
+    // a message being read need a few more.
+    if (auto files = pigeon::server::raise_file_limit(); !files) {
+        (*log)->warn("{}", files.error());
+    } else if (const std::uint64_t needed = 2ULL * config->limits.max_connections + 64; *files < needed) {
+        (*log)->warn("open-file limit {} is below the {} that limits.max_connections = {} needs: raise "
+                     "LimitNOFILE= (systemd) or ulimit -n, or lower limits.max_connections",
+                     *files, needed, config->limits.max_connections);
+    }
     if (auto bound = server.bind(); !bound) {
         (*log)->error("{}", bound.error());
         fmt::print(stderr, "pigeond: {}\n", bound.error());
@@ -102,10 +114,27 @@ static int run(int argc, char** argv)
         auto fresh = pigeon::config::load(path);
         if (!fresh) {
             running.log().error("reload failed, keeping the running configuration: {}", fresh.error());
-        } else if (auto rebuilt = pigeon::server::build_services(*fresh, running.log()); !rebuilt) {
+        } else if (auto rebuilt = pigeon::server::build_services(*fresh, running.log(),
+                                                                 pigeon::server::BuildMode::reload);
+                   !rebuilt) {
             running.log().error("reload failed, keeping the running configuration: {}", rebuilt.error());
         } else {
             running.replace_services(std::move(*rebuilt), pigeon::server::tuning_from(*fresh));
+            running.log().set_level(spdlog::level::from_str(fresh->log.level));
+            std::vector<std::string_view> restart_only;
+            if (fresh->log.destination != first.log.destination) {
+                restart_only.emplace_back("log.destination");
+            }
+            if (fresh->server.user != first.server.user || fresh->server.group != first.server.group) {
+                restart_only.emplace_back("server.user/group");
+            }
+            if (fresh->server.threads != first.server.threads ||
+                fresh->server.worker_threads != first.server.worker_threads) {
+                restart_only.emplace_back("server.threads/worker_threads");
+            }
+            if (fresh->limits.shutdown_grace != first.limits.shutdown_grace) {
+                restart_only.emplace_back("limits.shutdown_grace");
+            }
             const auto same_listeners = [&] {
                 if (fresh->listeners.size() != first.listeners.size()) {
                     return false;
@@ -120,9 +149,14 @@ static int run(int argc, char** argv)
                 return true;
             }();
             if (!same_listeners) {
-                running.log().warn("reload: [[listen]] changes take effect at the next restart");
+                restart_only.emplace_back("[[listen]]");
             }
-            running.log().info("reload done: certificates, user database and settings replaced");
+            if (!restart_only.empty()) {
+                running.log().warn("reload: changes to {} take effect at the next restart",
+                                   fmt::join(restart_only, ", "));
+            }
+            running.log().info(
+                "reload done: certificates, user database, pop3, auth, limits and log level replaced");
         }
         pigeon::server::notify_systemd("READY=1");
     });

@@ -63,6 +63,46 @@ std::chrono::milliseconds AuthThrottle::address_penalty(std::string_view address
     return delay_for(current(m_addresses, address, now));
 }
 
+std::chrono::milliseconds AuthThrottle::begin_attempt(std::string_view address, Clock::time_point now)
+{
+    const std::lock_guard guard(m_mutex);
+    auto& attempts = m_attempts[std::string(address)];
+    const std::uint32_t failures = current(m_addresses, address, now) + attempts.in_flight;
+    ++attempts.in_flight;
+    const auto delay = delay_for(failures);
+    if (delay.count() == 0) {
+        return delay;
+    }
+    const Clock::time_point start = std::max(now, attempts.next_slot) + delay;
+    attempts.next_slot = start;
+    return std::chrono::ceil<std::chrono::milliseconds>(start - now);
+}
+
+void AuthThrottle::end_attempt(std::string_view address)
+{
+    const std::lock_guard guard(m_mutex);
+    const auto found = m_attempts.find(std::string(address));
+    if (found != m_attempts.end() && --found->second.in_flight == 0) {
+        m_attempts.erase(found);
+    }
+}
+
+std::size_t AuthThrottle::attempts_in_flight() const
+{
+    const std::lock_guard guard(m_mutex);
+    std::size_t total = 0;
+    for (const auto& [address, attempts] : m_attempts) {
+        total += attempts.in_flight;
+    }
+    return total;
+}
+
+void AuthThrottle::set_options(const ThrottleOptions& options)
+{
+    const std::lock_guard guard(m_mutex);
+    m_options = options;
+}
+
 void AuthThrottle::record_failure(std::string_view address, std::string_view user, Clock::time_point now)
 {
     const std::lock_guard guard(m_mutex);
@@ -106,9 +146,7 @@ std::size_t AuthThrottle::tracked_addresses() const
     return m_addresses.entries.size();
 }
 
-namespace {
-
-std::string escaped(std::string_view text)
+std::string log_escape(std::string_view text)
 {
     if (text.empty()) {
         return "-";
@@ -125,13 +163,11 @@ std::string escaped(std::string_view text)
     return out;
 }
 
-} // namespace
-
 std::string format_auth_failure(std::string_view user, std::string_view address, std::string_view mechanism,
                                 std::string_view reason)
 {
-    return fmt::format("auth failed: user={} rip={} mech={} reason={}", escaped(user), escaped(address),
-                       escaped(mechanism), escaped(reason));
+    return fmt::format("auth failed: user={} rip={} mech={} reason={}", log_escape(user), log_escape(address),
+                       log_escape(mechanism), log_escape(reason));
 }
 
 } // namespace pigeon::auth

@@ -43,6 +43,19 @@ public:
     // is verified (Dovecot's auth penalty): a burst of guesses from one address waits on timers
     // instead of making the server hash. Attempts from other addresses are not slowed.
     [[nodiscard]] std::chrono::milliseconds address_penalty(std::string_view address, Clock::time_point now);
+    // An attempt from `address` starts: how long it must wait before it is verified. Unlike
+    // address_penalty(), attempts in flight count as failures until they end, and the attempts
+    // of a failing address are spaced by its delay: fifty guesses sent at once on fifty
+    // connections wait one after another, as fifty sent in sequence would, instead of all
+    // hashing when one shared penalty runs out. Every call must be paired with end_attempt().
+    [[nodiscard]] std::chrono::milliseconds begin_attempt(std::string_view address, Clock::time_point now);
+    void end_attempt(std::string_view address);
+    // Attempts begun and not yet ended, over all addresses (for tests).
+    [[nodiscard]] std::size_t attempts_in_flight() const;
+
+    // Replaces the delays and limits (SIGHUP); the failures counted so far are kept.
+    void set_options(const ThrottleOptions& options);
+
     void record_failure(std::string_view address, std::string_view user, Clock::time_point now);
     // A success forgets the user's failures (not the address's: one address may try many users).
     void record_success(std::string_view user);
@@ -69,8 +82,15 @@ private:
     void add(Table& table, std::string_view key, Clock::time_point now);
     [[nodiscard]] std::chrono::milliseconds delay_for(std::uint32_t failures) const;
 
+    struct Attempts {
+        std::uint32_t in_flight = 0;
+        Clock::time_point next_slot{}; // when the next attempt of this address may be verified
+    };
+
     ThrottleOptions m_options;
     mutable std::mutex m_mutex;
+    // Only addresses with attempts in flight: bounded by the connections, not by the attackers.
+    std::unordered_map<std::string, Attempts> m_attempts;
     Table m_addresses;
     Table m_users;
     std::uint32_t m_in_flight = 0;
@@ -80,6 +100,9 @@ private:
 //   auth failed: user=<user> rip=<address> mech=<mechanism> reason=<reason>
 // Peer-controlled text is escaped (no spaces, controls or non-ASCII reach the log raw), so one
 // regular expression matches every line; the password or SASL payload never appears.
+// One field of a log line: "-" when empty; spaces, '=', '\\', controls and non-ASCII bytes as \xHH.
+[[nodiscard]] std::string log_escape(std::string_view text);
+
 [[nodiscard]] std::string format_auth_failure(std::string_view user, std::string_view address,
                                               std::string_view mechanism, std::string_view reason);
 

@@ -59,6 +59,50 @@ TEST(AuthThrottle, AddressPenaltyCountsOnlyPastFailuresOfThatAddress)
     EXPECT_EQ(throttle.address_penalty("192.0.2.1", now + 901s), 0ms);
 }
 
+TEST(AuthThrottle, ConcurrentAttemptsOfAFailingAddressAreSpacedNotReleasedTogether)
+{
+    AuthThrottle throttle(ThrottleOptions{250ms, 4000ms, 900s, 1000, 8, 1});
+    const auto now = Clock::time_point{} + 1h;
+    // A clean address: the first attempt goes at once, the second in flight is free too (one
+    // free failure), the third waits as a third guess would.
+    EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 0ms);
+    EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 0ms);
+    EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 250ms);
+    EXPECT_EQ(throttle.attempts_in_flight(), 3U);
+    for (int i = 0; i < 3; ++i) {
+        throttle.end_attempt("192.0.2.1");
+        throttle.record_failure("192.0.2.1", "alice", now);
+    }
+    EXPECT_EQ(throttle.attempts_in_flight(), 0U);
+    // Now failing: ten attempts at once wait one after another, each a full delay after the
+    // one before, instead of all at the capped delay.
+    std::chrono::milliseconds previous{0};
+    for (int i = 0; i < 10; ++i) {
+        const auto wait = throttle.begin_attempt("192.0.2.1", now);
+        EXPECT_GE(wait - previous, 500ms) << "attempt " << i;
+        previous = wait;
+    }
+    EXPECT_GE(previous, 10 * 500ms);
+    // Another address is not affected.
+    EXPECT_EQ(throttle.begin_attempt("192.0.2.2", now), 0ms);
+    throttle.end_attempt("192.0.2.2");
+    for (int i = 0; i < 10; ++i) {
+        throttle.end_attempt("192.0.2.1");
+    }
+    EXPECT_EQ(throttle.attempts_in_flight(), 0U);
+    throttle.end_attempt("192.0.2.9"); // an unmatched end is harmless
+}
+
+TEST(AuthThrottle, NewOptionsApplyToTheNextDelay)
+{
+    AuthThrottle throttle(ThrottleOptions{250ms, 4000ms, 900s, 1000, 8, 0});
+    const auto now = Clock::time_point{} + 1h;
+    throttle.record_failure("192.0.2.1", "alice", now);
+    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 250ms);
+    throttle.set_options(ThrottleOptions{100ms, 4000ms, 900s, 1000, 8, 0});
+    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 100ms); // the failure itself is kept
+}
+
 TEST(AuthThrottle, FailuresAreForgottenAndSuccessClearsTheUser)
 {
     AuthThrottle throttle(ThrottleOptions{100ms, 10'000ms, 60s, 1000, 8, 0});

@@ -13,7 +13,9 @@
 #include <openssl/rand.h>
 #include <spdlog/logger.h>
 
+#include <algorithm>
 #include <array>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace pigeon::net {
@@ -142,6 +144,14 @@ void Connection::Transport::cancel() noexcept
     socket().cancel(ignored);
 }
 
+bool Connection::Transport::peer_closed() noexcept
+{
+    // A FIN already received (the client gave up while its attempt waited) reads as 0 without
+    // consuming anything; pending bytes or nothing yet both mean it may still be there.
+    char byte = 0;
+    return ::recv(socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 void Connection::Transport::close() noexcept
 {
     std::error_code ignored;
@@ -203,6 +213,16 @@ void Connection::disarm()
     m_timer.cancel();
 }
 
+std::chrono::milliseconds Connection::login_time_left() const
+{
+    // One deadline for the whole of AUTHORIZATION, counted from the connect: a client that sends
+    // a byte now and then, or a command every few seconds, does not hold a slot for longer.
+    const auto deadline = m_started + m_services->settings.login_timeout;
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    return std::max(left, std::chrono::milliseconds(1));
+}
+
 asio::awaitable<void> Connection::sleep(std::chrono::milliseconds delay)
 {
     if (delay.count() <= 0) {
@@ -248,7 +268,7 @@ asio::awaitable<bool> Connection::start_tls()
     if (!m_services->tls) {
         co_return false;
     }
-    arm(m_services->settings.login_timeout);
+    arm(login_time_left());
     const auto ec = co_await m_transport.handshake(m_services->tls->context());
     disarm();
     if (ec) {
@@ -288,14 +308,13 @@ asio::awaitable<bool> Connection::read_input(protocol::ServerSession& session)
         co_return false;
     }
     std::array<char, input_chunk_octets> buffer{};
-    const auto timeout = m_state == protocol::SessionState::authorization ? m_services->settings.login_timeout
-                                                                          : m_services->settings.idle_timeout;
-    arm(timeout);
+    const bool logging_in = m_state == protocol::SessionState::authorization;
+    arm(logging_in ? login_time_left() : m_services->settings.idle_timeout);
     auto [ec, n] = co_await m_transport.read_some(asio::buffer(buffer));
     disarm();
     if (ec) {
         if (m_timed_out) {
-            m_end_reason = "autologout";
+            m_end_reason = logging_in ? "login timeout" : "autologout";
         } else if (m_aborted) {
             m_end_reason = "shutdown";
         } else if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
@@ -309,6 +328,27 @@ asio::awaitable<bool> Connection::read_input(protocol::ServerSession& session)
     co_return true;
 }
 
+Connection::AttemptSlot::AttemptSlot(auth::AuthThrottle& throttle, std::string address)
+    : m_throttle(throttle), m_address(std::move(address)),
+      m_penalty(throttle.begin_attempt(m_address, auth::AuthThrottle::Clock::now()))
+{
+}
+
+Connection::AttemptSlot::~AttemptSlot()
+{
+    m_throttle.end_attempt(m_address);
+}
+
+asio::awaitable<std::optional<std::chrono::milliseconds>> Connection::wait_penalty(const AttemptSlot& slot)
+{
+    const auto left = login_time_left();
+    co_await sleep(std::min(slot.penalty(), left));
+    if (m_aborted || slot.penalty() >= left || m_transport.peer_closed()) {
+        co_return std::nullopt;
+    }
+    co_return slot.penalty();
+}
+
 asio::awaitable<void> Connection::check_credentials(protocol::ServerSession& session,
                                                     protocol::step::CheckCredentials& check)
 {
@@ -317,14 +357,16 @@ asio::awaitable<void> Connection::check_credentials(protocol::ServerSession& ses
     const std::string mechanism = check.mechanism;
     // An address that has been failing waits before its attempt is even looked at: a burst of
     // guesses costs timers, not hashing (Dovecot's auth penalty).
-    const auto penalty = throttle.address_penalty(m_remote, auth::AuthThrottle::Clock::now());
-    co_await sleep(penalty);
-    if (m_aborted) {
+    const AttemptSlot slot(throttle, m_remote);
+    const auto penalty = co_await wait_penalty(slot);
+    if (!penalty) {
+        // Gone, shutting down, or out of login time while waiting: nothing is hashed.
         session.on_credentials_checked({make_error_code(errc::auth_temporary_failure), {}});
         co_return;
     }
     if (!throttle.try_begin()) {
-        m_shared.log.warn("auth busy: user={} rip={} mech={} session={}", user, m_remote, mechanism, m_id);
+        m_shared.log.warn("auth busy: user={} rip={} mech={} session={}", auth::log_escape(user), m_remote,
+                          auth::log_escape(mechanism), m_id);
         session.on_credentials_checked({make_error_code(errc::auth_temporary_failure), {}});
         co_return;
     }
@@ -340,15 +382,15 @@ asio::awaitable<void> Connection::check_credentials(protocol::ServerSession& ses
         m_user = *verdict;
         m_mechanism = mechanism;
         m_shared.counters.logins.fetch_add(1, std::memory_order_relaxed);
-        m_shared.log.info("login: user={} rip={} mech={} tls={} session={}", m_user, m_remote, m_mechanism,
-                          m_tls_description.empty() ? "no" : m_tls_description, m_id);
+        m_shared.log.info("login: user={} rip={} mech={} tls={} session={}", auth::log_escape(m_user),
+                          m_remote, m_mechanism, m_tls_description.empty() ? "no" : m_tls_description, m_id);
         session.on_credentials_checked({{}, *verdict});
         co_return;
     }
     const auto error = verdict.error();
     if (error == errc::auth_failed) {
         const auto now = auth::AuthThrottle::Clock::now();
-        const auto delay = throttle.failure_delay(m_remote, user, now) - penalty;
+        const auto delay = throttle.failure_delay(m_remote, user, now) - *penalty;
         throttle.record_failure(m_remote, user, now);
         m_shared.counters.auth_failures.fetch_add(1, std::memory_order_relaxed);
         m_shared.log.warn("{} session={}",
@@ -383,7 +425,7 @@ asio::awaitable<bool> Connection::stream_message(protocol::ServerSession& sessio
     auto reader = m_maildrop->open_message(stream.message);
     if (!reader) {
         m_shared.log.error("message {} of user={} cannot be opened: {} session={}", stream.message.value,
-                           m_user, reader.error().message(), m_id);
+                           auth::log_escape(m_user), reader.error().message(), m_id);
         session.on_message_failed(reader.error());
         co_return true;
     }
@@ -398,7 +440,7 @@ asio::awaitable<bool> Connection::stream_message(protocol::ServerSession& sessio
             // The +OK is on its way: the error cannot be told in-band (RFC 1939 has no way), so
             // the connection ends and the client sees a body without its terminating line.
             m_shared.log.error("message {} of user={} failed while sent: {} session={}", stream.message.value,
-                               m_user, count.error().message(), m_id);
+                               auth::log_escape(m_user), count.error().message(), m_id);
             m_end_reason = "message read failed";
             co_return false;
         }
@@ -429,7 +471,11 @@ asio::awaitable<void> Connection::look_up_secret(protocol::ServerSession& sessio
 {
     m_attempt_user = lookup.user;
     m_attempt_mechanism = lookup.mechanism;
-    co_await sleep(m_shared.throttle.address_penalty(m_remote, auth::AuthThrottle::Clock::now()));
+    const AttemptSlot slot(m_shared.throttle, m_remote);
+    if (!co_await wait_penalty(slot)) {
+        session.on_secret_looked_up(make_error_code(errc::auth_temporary_failure), std::nullopt);
+        co_return;
+    }
     auto look_up = [services = m_services, user = lookup.user] {
         return auth::lookup_secret(*services->passdb, user);
     };
@@ -441,24 +487,46 @@ asio::awaitable<void> Connection::look_up_secret(protocol::ServerSession& sessio
 asio::awaitable<void> Connection::open_maildrop(protocol::ServerSession& session,
                                                 const protocol::step::OpenMaildrop& open)
 {
+    std::string user = open.user;
+    if (open.certificate_only) {
+        // EXTERNAL: the TLS client certificate proved the name, but the user database decides
+        // who may log in. An unknown or "nologin" user is refused as a wrong password would be.
+        auto look_up = [services = m_services, name = open.user] { return services->passdb->lookup(name); };
+        auto record = co_await m_shared.pool.run(std::move(look_up));
+        if (!record || !*record || (*record)->extra_field("nologin")) {
+            const auto error = !record ? record.error() : make_error_code(errc::auth_failed);
+            m_shared.log.warn(
+                "{} session={}",
+                auth::format_auth_failure(open.user, m_remote, "EXTERNAL",
+                                          !record ? "temporary_failure" : "unknown_or_disabled_user"),
+                m_id);
+            if (record) {
+                m_shared.throttle.record_failure(m_remote, open.user, auth::AuthThrottle::Clock::now());
+                m_shared.counters.auth_failures.fetch_add(1, std::memory_order_relaxed);
+            }
+            session.on_maildrop_opened(error, nullptr);
+            co_return;
+        }
+        user = (*record)->name;
+    }
     if (m_user.empty()) {
         // SASL mechanisms that check their own proof (SCRAM, CRAM-MD5, EXTERNAL) log here.
-        m_user = open.user;
-        m_mechanism = m_attempt_mechanism.empty() ? "EXTERNAL" : m_attempt_mechanism;
+        m_user = user;
+        m_mechanism = open.certificate_only ? "EXTERNAL" : m_attempt_mechanism;
         m_shared.throttle.record_success(m_user);
         m_shared.counters.logins.fetch_add(1, std::memory_order_relaxed);
-        m_shared.log.info("login: user={} rip={} mech={} tls={} session={}", m_user, m_remote, m_mechanism,
-                          m_tls_description.empty() ? "no" : m_tls_description, m_id);
+        m_shared.log.info("login: user={} rip={} mech={} tls={} session={}", auth::log_escape(m_user),
+                          m_remote, m_mechanism, m_tls_description.empty() ? "no" : m_tls_description, m_id);
     }
     if (const auto& delay = m_services->settings.policy.login_delay_seconds;
         delay && !m_shared.login_delays.admit(open.user, std::chrono::seconds(*delay),
                                               std::chrono::steady_clock::now())) {
-        m_shared.log.info("login refused: user={} rip={} reason=login_delay session={}", open.user, m_remote,
-                          m_id);
+        m_shared.log.info("login refused: user={} rip={} reason=login_delay session={}",
+                          auth::log_escape(open.user), m_remote, m_id);
         session.on_maildrop_opened(make_error_code(errc::login_delay), nullptr);
         co_return;
     }
-    auto open_it = [services = m_services, user = open.user] { return services->store->open(user); };
+    auto open_it = [services = m_services, user] { return services->store->open(user); };
     auto maildrop = co_await m_shared.pool.run(std::move(open_it));
     if (maildrop) {
         m_maildrop = std::shared_ptr<storage::Maildrop>(std::move(*maildrop));
@@ -466,7 +534,7 @@ asio::awaitable<void> Connection::open_maildrop(protocol::ServerSession& session
         co_return;
     }
     if (maildrop.error() != errc::maildrop_in_use) {
-        m_shared.log.error("maildrop of user={} cannot be opened: {} session={}", open.user,
+        m_shared.log.error("maildrop of user={} cannot be opened: {} session={}", auth::log_escape(open.user),
                            maildrop.error().message(), m_id);
     }
     session.on_maildrop_opened(maildrop.error(), nullptr);
@@ -483,8 +551,8 @@ asio::awaitable<void> Connection::commit(protocol::ServerSession& session,
     if (committed) {
         m_deleted += static_cast<std::uint32_t>(deletions);
     } else {
-        m_shared.log.error("commit for user={} failed: {} session={}", m_user, committed.error().message(),
-                           m_id);
+        m_shared.log.error("commit for user={} failed: {} session={}", auth::log_escape(m_user),
+                           committed.error().message(), m_id);
     }
     session.on_update_committed(committed ? std::error_code{} : committed.error());
 }
@@ -568,7 +636,7 @@ void Connection::log_end()
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - m_started).count();
     m_shared.log.info("disconnect: user={} rip={} mech={} tls={} retr={}/{} top={} dele={} duration={:.3f}s "
                       "reason=\"{}\" session={}",
-                      m_user.empty() ? "-" : m_user, m_remote, m_mechanism.empty() ? "-" : m_mechanism,
+                      auth::log_escape(m_user), m_remote, m_mechanism.empty() ? "-" : m_mechanism,
                       m_tls_description.empty() ? "no" : m_tls_description, m_retrieved, m_retrieved_octets,
                       m_top, m_deleted, elapsed, m_end_reason, m_id);
 }

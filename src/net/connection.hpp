@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -57,7 +58,7 @@ enum class PlaintextAuth {
 struct SessionSettings {
     protocol::ServerPolicy policy; // the connection-specific fields are filled in per connection
     PlaintextAuth plaintext_auth = PlaintextAuth::loopback;
-    std::chrono::milliseconds login_timeout{60'000};  // before login (and for the TLS handshake)
+    std::chrono::milliseconds login_timeout{60'000};  // from connect to login, TLS handshakes included
     std::chrono::milliseconds idle_timeout{600'000};  // RFC 1939 §3: autologout of at least 10 minutes
     std::string unknown_user_scheme = "SHA512-CRYPT"; // what an unknown user's password is hashed with
     std::string host_name = "localhost";              // in APOP timestamps
@@ -149,11 +150,31 @@ private:
         [[nodiscard]] SSL* ssl() noexcept { return m_tls ? m_tls->native_handle() : nullptr; }
         void cancel() noexcept;
         void close() noexcept;
+        // True when the client has closed its side (checked without reading).
+        [[nodiscard]] bool peer_closed() noexcept;
 
     private:
         asio::ip::tcp::socket m_socket;
         std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> m_tls;
     };
+
+    // One authentication attempt in the throttle's books, from begin_attempt() to end_attempt().
+    class AttemptSlot {
+    public:
+        AttemptSlot(auth::AuthThrottle& throttle, std::string address);
+        ~AttemptSlot();
+        AttemptSlot(const AttemptSlot&) = delete;
+        AttemptSlot& operator=(const AttemptSlot&) = delete;
+        [[nodiscard]] std::chrono::milliseconds penalty() const noexcept { return m_penalty; }
+
+    private:
+        auth::AuthThrottle& m_throttle;
+        std::string m_address;
+        std::chrono::milliseconds m_penalty;
+    };
+    // Waits out the attempt's penalty; nothing if the attempt should not be verified after all
+    // (the client left, the server is stopping, or the login deadline came first).
+    asio::awaitable<std::optional<std::chrono::milliseconds>> wait_penalty(const AttemptSlot& slot);
 
     asio::awaitable<void> serve();
     asio::awaitable<bool> start_tls();
@@ -174,6 +195,7 @@ private:
     // A mechanism that verified its own proof (SCRAM, CRAM-MD5) failed: log, count, delay.
     asio::awaitable<void> account_mechanism_failure();
     void arm(std::chrono::milliseconds timeout);
+    [[nodiscard]] std::chrono::milliseconds login_time_left() const;
     void disarm();
     [[nodiscard]] protocol::ServerPolicy make_policy() const;
     void log_end();

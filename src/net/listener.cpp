@@ -7,6 +7,8 @@
 #include <asio/use_awaitable.hpp>
 #include <spdlog/logger.h>
 
+#include <utility>
+
 #include <exception>
 
 namespace pigeon::net {
@@ -99,6 +101,16 @@ void Listener::close()
     m_acceptor.close(ignored);
 }
 
+std::optional<std::uint64_t> Listener::LogBudget::admit(std::chrono::steady_clock::time_point now)
+{
+    if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(1)) {
+        ++suppressed;
+        return std::nullopt;
+    }
+    last = now;
+    return std::exchange(suppressed, 0);
+}
+
 asio::awaitable<void> Listener::run()
 {
     for (;;) {
@@ -110,7 +122,9 @@ asio::awaitable<void> Listener::run()
                 co_return;
             }
             // Out of file descriptors or memory: wait a little instead of spinning.
-            m_shared.log.error("accept failed: {}", ec.message());
+            if (const auto skipped = m_accept_error_log.admit(std::chrono::steady_clock::now())) {
+                m_shared.log.error("accept failed: {} ({} more since the last line)", ec.message(), *skipped);
+            }
             asio::steady_timer pause(m_acceptor.get_executor(), std::chrono::milliseconds(100));
             co_await pause.async_wait(nothrow);
             continue;
@@ -119,9 +133,12 @@ asio::awaitable<void> Listener::run()
         ConnectionLimits::Refusal why{};
         auto slot = m_limits.try_acquire(address, why);
         if (!slot) {
-            m_shared.log.warn("connection refused: rip={} reason={}", address,
-                              why == ConnectionLimits::Refusal::total ? "max_connections"
-                                                                      : "max_connections_per_ip");
+            if (const auto skipped = m_refusal_log.admit(std::chrono::steady_clock::now())) {
+                m_shared.log.warn(
+                    "connection refused: rip={} reason={} (and {} more refused since the last line)", address,
+                    why == ConnectionLimits::Refusal::total ? "max_connections" : "max_connections_per_ip",
+                    *skipped);
+            }
             // A best-effort answer: the socket is fresh, so a short line goes out without waiting.
             std::error_code ignored;
             socket.non_blocking(true, ignored);

@@ -9,9 +9,12 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace pigeon::net {
 
@@ -65,6 +68,17 @@ private:
     ServicesSource& m_services;
     ConnectionLimits& m_limits;
     SharedState& m_shared;
+
+    // Refusals and accept errors come in floods (a connection storm, descriptors exhausted): one
+    // log line per kind per second, with the count of those it stood for.
+    struct LogBudget {
+        std::chrono::steady_clock::time_point last{};
+        std::uint64_t suppressed = 0;
+        // The number of lines skipped since the last one when a line may be written now.
+        std::optional<std::uint64_t> admit(std::chrono::steady_clock::time_point now);
+    };
+    LogBudget m_refusal_log;
+    LogBudget m_accept_error_log;
 };
 
 } // namespace pigeon::net

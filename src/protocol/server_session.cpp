@@ -378,6 +378,7 @@ void ServerSession::handle_sasl_step(sasl::ServerStep result)
     }
     m_sasl.reset();
     if (auto* done = std::get_if<sasl::Authenticated>(&result)) {
+        m_proven_by_certificate = iequals(mechanism, "EXTERNAL");
         if (done->final_data) {
             // POP3 has no "additional data with success": the server's last message goes as one
             // more challenge, answered by an empty line (RFC 4422 §3.6, RFC 5034 §4).
@@ -415,7 +416,7 @@ void ServerSession::on_credentials_checked(AuthResult result)
     m_pending = Pending::none;
     if (!result.error) {
         m_user = std::move(result.user);
-        m_action = step::OpenMaildrop{m_user};
+        m_action = step::OpenMaildrop{m_user, std::exchange(m_proven_by_certificate, false)};
         m_pending = Pending::maildrop;
         return;
     }

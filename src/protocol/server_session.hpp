@@ -75,6 +75,9 @@ struct LookupSecret {
 };
 struct OpenMaildrop {
     std::string user; // the canonical name the credential check returned
+    // The name comes from the TLS client certificate alone (EXTERNAL): no user database was
+    // asked, so the driver must check that the user exists and may log in before opening.
+    bool certificate_only = false;
 };
 struct StreamMessage {
     MessageIndex message;
@@ -195,6 +198,7 @@ private:
     bool m_user_given = false; // the previous command was a successful USER
     std::unique_ptr<sasl::ServerMechanism> m_sasl;
     std::optional<std::string> m_sasl_authenticated; // proven user, waiting for the client's empty line
+    bool m_proven_by_certificate = false;            // the SASL success was EXTERNAL's
     std::uint32_t m_bad_commands = 0;
     std::uint32_t m_auth_failures = 0;
     std::uint32_t m_failed_authentications = 0;

@@ -1,6 +1,7 @@
 #include "server/server.hpp"
 
 #include "auth/passwd_file/passwd_file_passdb.hpp"
+#include "auth/password_scheme.hpp"
 #include "auth/sqlite/sqlite_passdb.hpp"
 #include "storage/maildir/maildir_store.hpp"
 #include "storage/mbox/mbox_store.hpp"
@@ -16,15 +17,20 @@
 #include <fmt/format.h>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -89,8 +95,8 @@ std::string machine_name()
 
 } // namespace
 
-tl::expected<std::shared_ptr<const net::Services>, std::string> build_services(const config::Config& config,
-                                                                               spdlog::logger& log)
+tl::expected<std::shared_ptr<const net::Services>, std::string>
+build_services(const config::Config& config, spdlog::logger& log, BuildMode mode)
 {
     auto services = std::make_shared<net::Services>();
     auto& settings = services->settings;
@@ -148,6 +154,12 @@ tl::expected<std::shared_ptr<const net::Services>, std::string> build_services(c
 
     std::shared_ptr<auth::PassDb> passdb;
     if (config.passdb.driver == "sqlite") {
+        std::error_code missing;
+        if (mode == BuildMode::check && !std::filesystem::exists(config.passdb.path, missing)) {
+            return tl::unexpected(fmt::format("{}: passdb: {} does not exist (pigeond would create it empty; "
+                                              "add users with pigeon user add --db {})",
+                                              config.file.string(), config.passdb.path, config.passdb.path));
+        }
         std::string why;
         auto db = auth::SqlitePassDb::open(config.passdb.path, &why);
         if (!db) {
@@ -156,11 +168,31 @@ tl::expected<std::shared_ptr<const net::Services>, std::string> build_services(c
         }
         passdb = std::move(*db);
     } else {
+        if (!auth::scheme_from_name(config.passdb.default_scheme)) {
+            std::string known;
+            for (const auto scheme : auth::all_password_schemes()) {
+                known += known.empty() ? "" : ", ";
+                known += auth::scheme_name(scheme);
+            }
+            return tl::unexpected(fmt::format("{}: passdb.default_scheme: unknown scheme \"{}\" (known: {})",
+                                              config.file.string(), config.passdb.default_scheme, known));
+        }
         auth::PasswdFileOptions options;
         options.path = config.passdb.path;
         options.default_scheme = config.passdb.default_scheme;
         options.log = [&log](std::string_view message) { log.warn("passwd-file: {}", message); };
-        passdb = std::make_shared<auth::PasswdFilePassDb>(std::move(options));
+        auto file = std::make_shared<auth::PasswdFilePassDb>(std::move(options));
+        if (auto read = file->reload(); !read) {
+            const std::string why =
+                fmt::format("passdb: cannot read {}: {}", config.passdb.path,
+                            file->status().last_error_message.empty() ? read.error().message()
+                                                                      : file->status().last_error_message);
+            if (mode != BuildMode::run) {
+                return tl::unexpected(fmt::format("{}: {}", config.file.string(), why));
+            }
+            log.error("{} (every login fails until it can be read)", why);
+        }
+        passdb = std::move(file);
     }
     if (config.passdb.lowercase_usernames) {
         passdb = std::make_shared<LowercasePassDb>(std::move(passdb));
@@ -218,7 +250,8 @@ tl::expected<std::vector<ListenerSpec>, std::string> listeners_from(const config
     return specs;
 }
 
-tl::expected<std::shared_ptr<spdlog::logger>, std::string> make_logger(const config::Config& config)
+tl::expected<std::shared_ptr<spdlog::logger>, std::string> make_logger(const config::Config& config,
+                                                                       BuildMode mode)
 {
     spdlog::sink_ptr sink;
     const auto& destination = config.log.destination;
@@ -228,6 +261,14 @@ tl::expected<std::shared_ptr<spdlog::logger>, std::string> make_logger(const con
     } else if (destination == "syslog") {
         sink = std::make_shared<spdlog::sinks::syslog_sink_mt>("pigeond", LOG_PID, LOG_MAIL, false);
         sink->set_pattern("%l: %v");
+    } else if (mode == BuildMode::check) {
+        const auto directory = std::filesystem::path(destination).parent_path();
+        std::error_code ec;
+        if (!std::filesystem::is_directory(directory.empty() ? "." : directory, ec)) {
+            return tl::unexpected(fmt::format("{}: log.destination: directory {} does not exist",
+                                              config.file.string(), directory.string()));
+        }
+        sink = std::make_shared<spdlog::sinks::null_sink_mt>();
     } else {
         try {
             sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(destination);
@@ -438,6 +479,7 @@ void Server::replace_services(std::shared_ptr<const net::Services> services, con
 {
     m_services.replace(std::move(services));
     m_limits.set_limits(tuning.max_connections, tuning.max_connections_per_ip);
+    m_throttle.set_options(tuning.throttle);
 }
 
 tl::expected<void, std::string> drop_privileges(const std::string& user, const std::string& group)
@@ -470,6 +512,22 @@ tl::expected<void, std::string> drop_privileges(const std::string& user, const s
         return tl::unexpected(std::string("dropping privileges failed: root could be regained"));
     }
     return {};
+}
+
+tl::expected<std::uint64_t, std::string> raise_file_limit()
+{
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        return tl::unexpected(fmt::format("cannot read the open-file limit: {}", std::strerror(errno)));
+    }
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            limit = raised;
+        }
+    }
+    return static_cast<std::uint64_t>(limit.rlim_cur);
 }
 
 void notify_systemd(std::string_view state)

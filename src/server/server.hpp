@@ -45,16 +45,28 @@ struct ListenerSpec {
     net::TlsMode mode = net::TlsMode::starttls;
 };
 
+// How build_services treats what the configuration names. `run` (start-up) opens the user
+// database (a new SQLite file is created, as on a fresh install) and only logs an unreadable
+// passwd-file (it may appear later; logins fail until it does). `reload` (SIGHUP) makes an
+// unreadable passwd-file an error, so the running one is kept. `check` (pigeond --check-config)
+// creates nothing and makes a missing SQLite file an error too.
+enum class BuildMode : std::uint8_t {
+    run,
+    reload,
+    check
+};
+
 // Builds the Services a configuration describes (opens the user database, loads certificates).
 [[nodiscard]] tl::expected<std::shared_ptr<const net::Services>, std::string>
-build_services(const config::Config& config, spdlog::logger& log);
+build_services(const config::Config& config, spdlog::logger& log, BuildMode mode = BuildMode::run);
 [[nodiscard]] Tuning tuning_from(const config::Config& config);
 [[nodiscard]] tl::expected<std::vector<ListenerSpec>, std::string>
 listeners_from(const config::Config& config);
 
-// The logger a configuration asks for (stderr, syslog with facility mail, or a file).
+// The logger a configuration asks for (stderr, syslog with facility mail, or a file). With
+// BuildMode::check a log file is not opened (nor created): its directory must exist.
 [[nodiscard]] tl::expected<std::shared_ptr<spdlog::logger>, std::string>
-make_logger(const config::Config& config);
+make_logger(const config::Config& config, BuildMode mode = BuildMode::run);
 
 class Server {
 public:
@@ -73,7 +85,8 @@ public:
     void run(bool handle_signals = false);
     // Graceful stop, from any thread.
     void stop();
-    // Replaces the Services new connections get, from any thread.
+    // Replaces the Services new connections get, the connection limits and the throttle's
+    // delays, from any thread. Threads and the shutdown grace stay as started.
     void replace_services(std::shared_ptr<const net::Services> services, const Tuning& tuning);
     void set_reload(std::function<void(Server&)> reload) { m_reload = std::move(reload); }
 
@@ -107,6 +120,11 @@ private:
 // Drops root to `user` (and `group`, or the user's primary group) after binding.
 [[nodiscard]] tl::expected<void, std::string> drop_privileges(const std::string& user,
                                                               const std::string& group);
+
+// Raises the soft limit on open files to the hard limit: every session holds two descriptors (its
+// socket and its maildrop's lock), so the usual soft limit of 1024 would stop pigeond near 500
+// sessions. Returns the limit now in force, or the error that prevented reading it.
+[[nodiscard]] tl::expected<std::uint64_t, std::string> raise_file_limit();
 
 // systemd's readiness protocol (sd_notify(3)): a datagram to $NOTIFY_SOCKET, if set.
 void notify_systemd(std::string_view state);

@@ -169,6 +169,23 @@ def main() -> int:
         out = subprocess.run([pigeond, "--check-config", "--config", str(config)], capture_output=True, text=True,
                              timeout=TIMEOUT_S)
         check(out.returncode == 0 and "configuration OK" in out.stdout, "--check-config", out.stdout + out.stderr)
+        check(not (work / "pigeond.log").exists(), "--check-config does not create the log file")
+
+        # --check-config reads what the configuration names, and creates nothing.
+        def check_config_of(text: str, name: str) -> subprocess.CompletedProcess:
+            path = work / name
+            path.write_text(config.read_text().replace('driver = "passwd-file"\npath = "users"', text))
+            return subprocess.run([pigeond, "--check-config", "--config", str(path)], capture_output=True,
+                                  text=True, timeout=TIMEOUT_S)
+        out = check_config_of('driver = "passwd-file"\npath = "no-such-users"', "c1.toml")
+        check(out.returncode == 78 and "cannot read" in out.stderr and "no-such-users" in out.stderr,
+              "--check-config: an unreadable passwd-file is an error", out.stderr)
+        out = check_config_of('driver = "sqlite"\npath = "users.db"', "c2.toml")
+        check(out.returncode == 78 and "does not exist" in out.stderr and not (work / "users.db").exists(),
+              "--check-config: a missing SQLite file is reported, not created", out.stderr)
+        out = check_config_of('driver = "passwd-file"\npath = "users"\ndefault_scheme = "MD5-NOPE"', "c3.toml")
+        check(out.returncode == 78 and "passdb.default_scheme" in out.stderr and "MD5-NOPE" in out.stderr,
+              "an unknown passdb.default_scheme is a configuration error", out.stderr)
 
         # Socket activation for the plain listener: systemd's socket is fd 3.
         activated = socket.socket()

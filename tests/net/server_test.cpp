@@ -149,6 +149,42 @@ TEST(Server, ImplicitTlsAndPlaintextPolicy)
     EXPECT_EQ(tls.line(), "+OK 2 61\r\n");
 }
 
+TEST(Server, ExternalNeedsAUserTheDatabaseLetsIn)
+{
+    // The client certificate (CN=localhost, trusted as its own CA) names the user; the user
+    // database still decides: unknown and "nologin" users are refused like a wrong password.
+    Fixture f;
+    tls::TlsOptions options;
+    options.certificates.push_back({test_certificate().certificate, test_certificate().key});
+    options.client_ca_file = test_certificate().certificate;
+    auto context = tls::ServerTlsContext::load(options);
+    ASSERT_TRUE(context) << context.error();
+    auto services = test_services(f.store, f.passdb, *context);
+    services->settings.policy.sasl_mechanisms = {"EXTERNAL"};
+    TestServer server(services, test_tuning(), {net::TlsMode::implicit});
+    const auto try_external = [&] {
+        TestClient client(server.port());
+        EXPECT_TRUE(client.start_tls(&test_certificate()));
+        client.line();
+        client.send("AUTH EXTERNAL =\r\n");
+        return client.line();
+    };
+    EXPECT_EQ(try_external(), "-ERR [AUTH] Authentication failed.\r\n"); // no user "localhost"
+    auth::UserRecord disabled;
+    disabled.name = "localhost";
+    disabled.extra_fields.emplace_back("nologin", "");
+    f.passdb->add_record(std::move(disabled));
+    EXPECT_EQ(try_external(), "-ERR [AUTH] Authentication failed.\r\n");
+    EXPECT_TRUE(eventually([&] {
+        return server.log().count("auth failed: user=localhost rip=127.0.0.1 mech=EXTERNAL "
+                                  "reason=unknown_or_disabled_user") == 2;
+    }));
+    auth::UserRecord allowed;
+    allowed.name = "localhost";
+    f.passdb->add_record(std::move(allowed));
+    EXPECT_TRUE(try_external().starts_with("+OK Logged in"));
+}
+
 TEST(Server, MegabyteLineGetsAnErrorAndTheServerGoesOn)
 {
     Fixture f;
@@ -334,7 +370,29 @@ TEST(Server, LoginTimeoutClosesAnIdleConnection)
     TestClient client(server.port());
     client.line();
     EXPECT_TRUE(client.eof()); // within the client's 10 s bound
-    EXPECT_TRUE(eventually([&] { return server.log().count("reason=\"autologout\"") == 1; }));
+    EXPECT_TRUE(eventually([&] { return server.log().count("reason=\"login timeout\"") == 1; }));
+}
+
+TEST(Server, LoginTimeoutIsOneDeadlineNotPerCommand)
+{
+    // A client that keeps talking but never logs in is still closed when login_timeout has
+    // passed since it connected: the timer is not restarted by each command.
+    Fixture f;
+    auto services = test_services(f.store, f.passdb);
+    services->settings.login_timeout = 300ms;
+    TestServer server(services);
+    TestClient client(server.port());
+    client.line();
+    const auto give_up = std::chrono::steady_clock::now() + 5s;
+    bool closed = false;
+    for (int i = 0; i < 1'000'000 && std::chrono::steady_clock::now() < give_up; ++i) {
+        if (!client.send("CAPA\r\n") || client.until(".\r\n").empty()) {
+            closed = true;
+            break;
+        }
+    }
+    EXPECT_TRUE(closed) << "the server still answered after 5 s of commands without a login";
+    EXPECT_TRUE(eventually([&] { return server.log().count("reason=\"login timeout\"") == 1; }));
 }
 
 TEST(Server, LoginDelayIsEnforced)

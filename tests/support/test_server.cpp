@@ -311,10 +311,16 @@ bool TestClient::eof(std::string* rest)
     }
 }
 
-bool TestClient::start_tls()
+bool TestClient::start_tls(const TestCertificate* client_certificate)
 {
     m_ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(m_ctx, SSL_VERIFY_NONE, nullptr);
+    if (client_certificate != nullptr &&
+        (SSL_CTX_use_certificate_file(m_ctx, client_certificate->certificate.c_str(), SSL_FILETYPE_PEM) !=
+             1 ||
+         SSL_CTX_use_PrivateKey_file(m_ctx, client_certificate->key.c_str(), SSL_FILETYPE_PEM) != 1)) {
+        return false;
+    }
     m_ssl = SSL_new(m_ctx);
     SSL_set_fd(m_ssl, m_fd);
     SSL_set_tlsext_host_name(m_ssl, "localhost");

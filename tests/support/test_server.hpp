@@ -82,8 +82,9 @@ public:
     std::string exactly(std::size_t count);
     // True if the server closes the connection within the bound; the bytes before go to `rest`.
     bool eof(std::string* rest = nullptr);
-    // Runs a TLS handshake on the connection (after STLS's +OK, or at once for implicit TLS).
-    bool start_tls();
+    // Runs a TLS handshake on the connection (after STLS's +OK, or at once for implicit TLS),
+    // presenting `client_certificate` when given.
+    bool start_tls(const TestCertificate* client_certificate = nullptr);
     [[nodiscard]] bool tls_active() const noexcept { return m_ssl != nullptr; }
     void close();
     [[nodiscard]] int fd() const noexcept { return m_fd; }
