@@ -378,7 +378,7 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
         r.known_keys(*t, "auth",
                      {"mechanisms", "plaintext", "apop", "unknown_user_scheme", "failure_delay",
                       "max_failure_delay", "forget_failures_after", "max_concurrent",
-                      "max_failures_per_connection"});
+                      "max_failures_per_connection", "oauth"});
         r.strings(*t, "auth", "mechanisms", config.auth.mechanisms);
         for (auto& mechanism : config.auth.mechanisms) {
             std::transform(mechanism.begin(), mechanism.end(), mechanism.begin(),
@@ -393,6 +393,29 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
         r.duration(*t, "auth", "max_failure_delay", config.auth.max_failure_delay, 0ms, 3'600'000ms);
         r.duration(*t, "auth", "forget_failures_after", config.auth.forget_failures_after, 1s, 86'400s);
         r.number(*t, "auth", "max_concurrent", config.auth.max_concurrent, 1, 100'000);
+        if (const auto* o = r.table(*t, "oauth")) {
+            auto& oauth = config.auth.oauth.emplace();
+            r.known_keys(*o, "auth.oauth",
+                         {"issuer", "audience", "user_claim", "key_file", "leeway", "algorithms"});
+            r.string(*o, "auth.oauth", "issuer", oauth.issuer);
+            r.string(*o, "auth.oauth", "audience", oauth.audience);
+            r.string(*o, "auth.oauth", "user_claim", oauth.user_claim);
+            r.string(*o, "auth.oauth", "key_file", oauth.key_file);
+            r.duration(*o, "auth.oauth", "leeway", oauth.leeway, 0s, 3600s);
+            r.strings(*o, "auth.oauth", "algorithms", oauth.algorithms);
+            for (const std::string_view key : {"issuer", "audience", "key_file"}) {
+                if (o->get(key) == nullptr) {
+                    r.fail(o, fmt::format("auth.oauth.{}", key), "is required");
+                }
+            }
+            for (const auto& algorithm : oauth.algorithms) {
+                if (algorithm != "RS256" && algorithm != "ES256") {
+                    r.fail(o->get("algorithms"), "auth.oauth.algorithms",
+                           fmt::format("\"{}\" is not supported (RS256, ES256)", algorithm));
+                }
+            }
+            oauth.key_file = resolve(base, oauth.key_file);
+        }
         r.number(*t, "auth", "max_failures_per_connection", config.auth.max_failures_per_connection, 1, 1000);
     }
     if (const auto* t = r.table(root, "pop3")) {

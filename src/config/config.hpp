@@ -53,6 +53,16 @@ struct PassDb {
     bool lowercase_usernames = false;     // Dovecot's auth_username_format = %Lu
 };
 
+// [auth.oauth]: local validation of OAuth 2.0 bearer tokens (JWTs) for OAUTHBEARER and XOAUTH2.
+struct OAuth {
+    std::string issuer;               // the "iss" every token must carry
+    std::string audience;             // a value "aud" must contain
+    std::string user_claim = "email"; // the claim naming the user
+    std::string key_file;             // public keys: a JWK Set or PEM (absolute after load)
+    std::chrono::seconds leeway{60};  // tolerated clock difference for exp, nbf, iat
+    std::vector<std::string> algorithms = {"RS256", "ES256"};
+};
+
 struct Auth {
     // SASL mechanisms offered. SCRAM and CRAM-MD5 need users stored with a matching scheme (a SCRAM
     // or PLAIN secret), so they are not on by default: a client would pick them and fail.
@@ -68,6 +78,7 @@ struct Auth {
     std::chrono::seconds forget_failures_after{900};
     std::uint32_t max_concurrent = 128;
     std::uint32_t max_failures_per_connection = 3;
+    std::optional<OAuth> oauth; // present when [auth.oauth] is
 };
 
 struct Pop3 {

@@ -147,6 +147,12 @@ TEST(Config, ErrorsNameTheFileTheLineAndTheKey)
          "/p.toml:5: limits.max_connections: must be a whole number from 1"},
         {"[[listen]]\naddress = \"127.0.0.1:110\"\ntls = \"none\"\n[auth]\nplaintext = true\n",
          "/p.toml:5: auth.plaintext: must be one of"},
+        {"[[listen]]\naddress = \"127.0.0.1:110\"\ntls = \"none\"\n[auth.oauth]\nissuer = \"https://id\"\n"
+         "audience = \"pop\"\n",
+         "/p.toml:4: auth.oauth.key_file: is required"},
+        {"[[listen]]\naddress = \"127.0.0.1:110\"\ntls = \"none\"\n[auth.oauth]\nissuer = \"https://id\"\n"
+         "audience = \"pop\"\nkey_file = \"k.pem\"\nalgorithms = [\"HS256\"]\n",
+         "/p.toml:8: auth.oauth.algorithms: \"HS256\" is not supported"},
         {"[[listen]\n", "/p.toml:1:"},
         {"", "/p.toml: listen: at least one [[listen]] is needed"},
     };
@@ -156,6 +162,31 @@ TEST(Config, ErrorsNameTheFileTheLineAndTheKey)
         EXPECT_TRUE(config.error().starts_with(c.error))
             << "got: " << config.error() << "\nwanted: " << c.error;
     }
+}
+
+TEST(Config, OAuthSection)
+{
+    auto plain = parse(minimal, "/etc/pigeon/pigeond.toml");
+    ASSERT_TRUE(plain) << plain.error();
+    EXPECT_FALSE(plain->auth.oauth);
+    const std::string text = std::string(minimal) + R"(
+[auth.oauth]
+issuer = "https://login.example.org/"
+audience = "pop3.example.org"
+user_claim = "preferred_username"
+key_file = "jwks.json"
+leeway = "2m"
+algorithms = ["ES256"]
+)";
+    auto config = parse(text, "/etc/pigeon/pigeond.toml");
+    ASSERT_TRUE(config) << config.error();
+    ASSERT_TRUE(config->auth.oauth);
+    EXPECT_EQ(config->auth.oauth->issuer, "https://login.example.org/");
+    EXPECT_EQ(config->auth.oauth->audience, "pop3.example.org");
+    EXPECT_EQ(config->auth.oauth->user_claim, "preferred_username");
+    EXPECT_EQ(config->auth.oauth->key_file, "/etc/pigeon/jwks.json");
+    EXPECT_EQ(config->auth.oauth->leeway, std::chrono::seconds(120));
+    EXPECT_EQ(config->auth.oauth->algorithms, std::vector<std::string>{"ES256"});
 }
 
 TEST(Config, AMissingFileIsNamed)

@@ -373,7 +373,7 @@ asio::awaitable<void> Connection::check_credentials(protocol::ServerSession& ses
     auto verify = [services = m_services,
                    credentials = std::move(check.credentials)]() -> Result<std::string> {
         return auth::verify_credentials(*services->passdb, credentials,
-                                        services->settings.unknown_user_scheme);
+                                        services->settings.unknown_user_scheme, services->bearer.get());
     };
     auto verdict = co_await m_shared.pool.run(std::move(verify));
     throttle.end();

@@ -73,6 +73,7 @@ struct Services {
     std::shared_ptr<tls::ServerTlsContext> tls; // null: no TLS
     std::shared_ptr<auth::PassDb> passdb;
     std::shared_ptr<storage::MaildropStore> store;
+    std::shared_ptr<const auth::BearerVerifier> bearer; // null: OAuth bearer tokens are refused
 };
 
 // Counters for status and benchmarks.

@@ -1,5 +1,6 @@
 #include "server/server.hpp"
 
+#include "auth/jwt_validator.hpp"
 #include "auth/passwd_file/passwd_file_passdb.hpp"
 #include "auth/password_scheme.hpp"
 #include "auth/sqlite/sqlite_passdb.hpp"
@@ -119,12 +120,27 @@ build_services(const config::Config& config, spdlog::logger& log, BuildMode mode
             return tl::unexpected(fmt::format("{}: auth.mechanisms: unknown mechanism \"{}\"",
                                               config.file.string(), mechanism));
         }
-        if (mechanism == "OAUTHBEARER" || mechanism == "XOAUTH2") {
+        if ((mechanism == "OAUTHBEARER" || mechanism == "XOAUTH2") && !config.auth.oauth) {
             return tl::unexpected(
-                fmt::format("{}: auth.mechanisms: {} needs bearer-token validation, which this "
-                            "build does not configure yet",
+                fmt::format("{}: auth.mechanisms: {} needs [auth.oauth] (issuer, audience and "
+                            "the key_file that validates tokens)",
                             config.file.string(), mechanism));
         }
+    }
+    if (const auto& oauth = config.auth.oauth) {
+        auth::JwtConfig jwt;
+        jwt.issuer = oauth->issuer;
+        jwt.audience = oauth->audience;
+        jwt.user_claim = oauth->user_claim;
+        jwt.leeway = oauth->leeway;
+        jwt.algorithms = oauth->algorithms;
+        std::string why;
+        auto validator = auth::JwtValidator::load(jwt, oauth->key_file, &why);
+        if (!validator) {
+            return tl::unexpected(fmt::format("{}: auth.oauth: {}", config.file.string(),
+                                              why.empty() ? validator.error().message() : why));
+        }
+        services->bearer = std::make_shared<const auth::JwtValidator>(std::move(*validator));
     }
     policy.sasl_mechanisms = config.auth.mechanisms;
     settings.apop = config.auth.apop;

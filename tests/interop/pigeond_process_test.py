@@ -187,6 +187,23 @@ def main() -> int:
         check(out.returncode == 78 and "passdb.default_scheme" in out.stderr and "MD5-NOPE" in out.stderr,
               "an unknown passdb.default_scheme is a configuration error", out.stderr)
 
+        # OAuth bearer tokens: OAUTHBEARER needs [auth.oauth], whose key file is loaded.
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
+                        str(work / "jwt.key")], check=True, capture_output=True, timeout=TIMEOUT_S)
+        subprocess.run(["openssl", "ec", "-in", str(work / "jwt.key"), "-pubout", "-out", str(work / "jwt.pub")],
+                       check=True, capture_output=True, timeout=TIMEOUT_S)
+        oauth = ('driver = "passwd-file"\npath = "users"\n[auth]\nmechanisms = ["PLAIN", "OAUTHBEARER", "XOAUTH2"]\n'
+                 '[auth.oauth]\nissuer = "https://id.example/"\naudience = "pop3"\nkey_file = "{}"\n')
+        out = check_config_of('driver = "passwd-file"\npath = "users"\n[auth]\nmechanisms = ["OAUTHBEARER"]', "c4.toml")
+        check(out.returncode == 78 and "OAUTHBEARER needs [auth.oauth]" in out.stderr,
+              "OAUTHBEARER without [auth.oauth] is a configuration error", out.stderr)
+        out = check_config_of(oauth.format("jwt.pub"), "c5.toml")
+        check(out.returncode == 0 and "configuration OK" in out.stdout, "[auth.oauth] with a P-256 key loads",
+              out.stdout + out.stderr)
+        out = check_config_of(oauth.format("jwt.key"), "c6.toml")
+        check(out.returncode == 78 and "auth.oauth:" in out.stderr, "[auth.oauth] refuses a private key file",
+              out.stderr)
+
         # Socket activation for the plain listener: systemd's socket is fd 3.
         activated = socket.socket()
         activated.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

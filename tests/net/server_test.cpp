@@ -185,6 +185,46 @@ TEST(Server, ExternalNeedsAUserTheDatabaseLetsIn)
     EXPECT_TRUE(try_external().starts_with("+OK Logged in"));
 }
 
+// Accepts the token "good-token" as alice's; the JWT checks themselves are jwt_validator_test's.
+class FixedTokenVerifier final : public auth::BearerVerifier {
+public:
+    [[nodiscard]] Result<std::string> verify_bearer(std::string_view token, std::string_view claimed_user,
+                                                    std::string_view* /*reason*/) const override
+    {
+        if (token == "good-token" && (claimed_user.empty() || claimed_user == "alice")) {
+            return std::string("alice");
+        }
+        return fail(errc::auth_failed);
+    }
+};
+
+TEST(Server, BearerTokensAreCheckedByTheConfiguredVerifier)
+{
+    Fixture f;
+    auto services = test_services(f.store, f.passdb);
+    services->settings.policy.sasl_mechanisms = {"XOAUTH2", "OAUTHBEARER"};
+    services->bearer = std::make_shared<FixedTokenVerifier>();
+    TestServer server(services);
+    const auto attempt = [&](std::string_view command) {
+        TestClient client(server.port());
+        client.line();
+        client.send(command);
+        return client.line();
+    };
+    // XOAUTH2, one line: base64("user=alice\x01auth=Bearer good-token\x01\x01").
+    EXPECT_TRUE(attempt("AUTH XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciBnb29kLXRva2VuAQE=\r\n")
+                    .starts_with("+OK Logged in"));
+    // OAUTHBEARER: base64("n,a=alice,\x01auth=Bearer good-token\x01\x01").
+    EXPECT_TRUE(attempt("AUTH OAUTHBEARER bixhPWFsaWNlLAFhdXRoPUJlYXJlciBnb29kLXRva2VuAQE=\r\n")
+                    .starts_with("+OK Logged in"));
+    // A token the verifier refuses, and a good token claimed for another user.
+    // base64("user=alice\x01auth=Bearer forged\x01\x01"), base64("user=bob\x01auth=Bearer
+    // good-token\x01\x01").
+    EXPECT_FALSE(attempt("AUTH XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciBmb3JnZWQBAQ==\r\n").starts_with("+OK"));
+    EXPECT_FALSE(attempt("AUTH XOAUTH2 dXNlcj1ib2IBYXV0aD1CZWFyZXIgZ29vZC10b2tlbgEB\r\n").starts_with("+OK"));
+    EXPECT_TRUE(eventually([&] { return server.log().count("login: user=alice") == 2; }));
+}
+
 TEST(Server, MegabyteLineGetsAnErrorAndTheServerGoesOn)
 {
     Fixture f;
