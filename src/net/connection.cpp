@@ -3,6 +3,7 @@
 #include "core/base64.hpp"
 #include "core/error.hpp"
 #include "protocol/dot_stuffer.hpp"
+#include "storage/retention.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -544,12 +545,30 @@ asio::awaitable<void> Connection::commit(protocol::ServerSession& session,
                                          protocol::step::CommitUpdate& update)
 {
     const auto deletions = update.deletions.size();
-    auto commit_them = [maildrop = m_maildrop, marked = std::move(update.deletions)] {
-        return maildrop->commit(marked);
+    // EXPIRE as advertised: "EXPIRE 0" deletes what was retrieved, "EXPIRE n" what was first
+    // retrieved n days ago or more (storage/retention.hpp); without it, only the DELEs.
+    const auto expire_days = m_services->settings.policy.expire_days;
+    const auto now =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    auto commit_them = [maildrop = m_maildrop, marked = std::move(update.deletions),
+                        retrieved = std::move(update.retrieved), expire_days, now]() -> Result<std::size_t> {
+        if (!expire_days) {
+            auto committed = maildrop->commit(marked);
+            if (!committed) {
+                return fail(committed.error());
+            }
+            return std::size_t{0};
+        }
+        return storage::commit_with_retention(*maildrop, marked, retrieved, now, *expire_days);
     };
     auto committed = co_await m_shared.pool.run(std::move(commit_them));
     if (committed) {
         m_deleted += static_cast<std::uint32_t>(deletions);
+        if (*committed > 0) {
+            m_shared.log.info("expired: user={} messages={} expire_days={} session={}",
+                              auth::log_escape(m_user), *committed, *expire_days, m_id);
+        }
     } else {
         m_shared.log.error("commit for user={} failed: {} session={}", auth::log_escape(m_user),
                            committed.error().message(), m_id);

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace pigeon::storage {
@@ -38,6 +39,9 @@ public:
     [[nodiscard]] virtual Result<std::unique_ptr<MessageReader>> open_message(MessageIndex index) = 0;
     // Removes the given messages durably; the others stay untouched whatever happens.
     [[nodiscard]] virtual Result<void> commit(std::span<const MessageIndex> deletions) = 0;
+    // Where the record of first retrievals for EXPIRE lives (storage/retention.hpp), beside the
+    // index; empty when the backend keeps none.
+    [[nodiscard]] virtual std::string retrieval_record_path() const { return {}; }
 };
 
 class MaildropStore {

@@ -225,6 +225,30 @@ TEST(Server, BearerTokensAreCheckedByTheConfiguredVerifier)
     EXPECT_TRUE(eventually([&] { return server.log().count("login: user=alice") == 2; }));
 }
 
+TEST(Server, ExpireZeroDeletesRetrievedMessagesAtQuit)
+{
+    Fixture f;
+    auto services = test_services(f.store, f.passdb);
+    services->settings.policy.expire_days = 0;
+    TestServer server(services);
+    {
+        TestClient client(server.port());
+        client.line();
+        ASSERT_TRUE(login(client).starts_with("+OK Logged in"));
+        client.send("CAPA\r\n");
+        EXPECT_NE(client.until("\r\n.\r\n").find("\r\nEXPIRE 0\r\n"), std::string::npos);
+        client.send("RETR 2\r\n");
+        client.until("\r\n.\r\n");
+        client.send("QUIT\r\n");
+        EXPECT_TRUE(client.line().starts_with("+OK"));
+    }
+    EXPECT_TRUE(
+        eventually([&] { return server.log().count("expired: user=alice messages=1 expire_days=0") == 1; }));
+    const auto left = f.store->messages("alice");
+    ASSERT_EQ(left.size(), 1U);
+    EXPECT_EQ(left[0].unique_id, "uid-1"); // the message not retrieved stays
+}
+
 TEST(Server, MegabyteLineGetsAnErrorAndTheServerGoesOn)
 {
     Fixture f;

@@ -489,6 +489,11 @@ public:
         return {};
     }
 
+    [[nodiscard]] std::string retrieval_record_path() const override
+    {
+        return m_root + "/" + maildir_retrieval_record_file;
+    }
+
 private:
     [[nodiscard]] UniqueFd open_folder(Folder folder) const
     {

@@ -45,5 +45,6 @@ private:
 // File names inside a maildir root that belong to Pigeon.
 inline constexpr const char* maildir_index_file = "pigeon-index";
 inline constexpr const char* maildir_lock_file = "pigeon-pop3.lock";
+inline constexpr const char* maildir_retrieval_record_file = "pigeon-retrieved";
 
 } // namespace pigeon::storage

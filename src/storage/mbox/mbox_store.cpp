@@ -201,6 +201,8 @@ public:
         return std::make_unique<MboxReader>(m_fd, entry.content_offset, entry.content_end);
     }
 
+    [[nodiscard]] std::string retrieval_record_path() const override { return m_paths.retrieval_record; }
+
     [[nodiscard]] Result<void> commit(std::span<const MessageIndex> deletions) override
     {
         if (m_lock->revoked()) {
@@ -535,6 +537,7 @@ Result<MboxPaths> MboxStore::paths(std::string_view user) const
         paths.index = prefix + ".pigeon-index";
         paths.session_lock = prefix + ".pigeon-pop3.lock";
         paths.journal = prefix + ".pigeon-journal";
+        paths.retrieval_record = prefix + ".pigeon-retrieved";
     } else {
         auto directory = expand_path_template(m_options.index_directory_template, user);
         if (!directory) {
@@ -544,6 +547,7 @@ Result<MboxPaths> MboxStore::paths(std::string_view user) const
         paths.index = paths.index_directory + "/pigeon-index";
         paths.session_lock = paths.index_directory + "/pigeon-pop3.lock";
         paths.journal = paths.index_directory + "/pigeon-journal";
+        paths.retrieval_record = paths.index_directory + "/pigeon-retrieved";
     }
     return paths;
 }

@@ -66,6 +66,7 @@ struct MboxPaths {
     std::string index;
     std::string session_lock;
     std::string journal;
+    std::string retrieval_record; // EXPIRE's first retrievals (storage/retention.hpp)
 };
 
 class MboxStore final : public MaildropStore, public Delivery {
