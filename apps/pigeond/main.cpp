@@ -78,9 +78,10 @@ static int run(int argc, char** argv)
                                   pigeon::server::tuning_from(*config), *log);
     // Every session holds two descriptors (socket, maildrop lock); the listeners, loops, log and
     // a message being read need a few more.
-    if (auto files = pigeon::server::raise_file_limit(); !files) {
+    const std::uint64_t needed = 2ULL * config->limits.max_connections + 64;
+    if (auto files = pigeon::server::raise_file_limit(needed); !files) {
         (*log)->warn("{}", files.error());
-    } else if (const std::uint64_t needed = 2ULL * config->limits.max_connections + 64; *files < needed) {
+    } else if (*files < needed) {
         (*log)->warn("open-file limit {} is below the {} that limits.max_connections = {} needs: raise "
                      "LimitNOFILE= (systemd) or ulimit -n, or lower limits.max_connections",
                      *files, needed, config->limits.max_connections);
@@ -172,7 +173,7 @@ int main(int argc, char** argv)
         return run(argc, argv);
     } catch (const std::exception& e) {
         // Errors are values throughout; what reaches here is a failed allocation or a bug.
-        std::fprintf(stderr, "pigeond: fatal: %s\n", e.what());
+        (void)std::fprintf(stderr, "pigeond: fatal: %s\n", e.what());
         return EX_SOFTWARE;
     }
 }

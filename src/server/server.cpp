@@ -530,11 +530,19 @@ tl::expected<void, std::string> drop_privileges(const std::string& user, const s
     return {};
 }
 
-tl::expected<std::uint64_t, std::string> raise_file_limit()
+tl::expected<std::uint64_t, std::string> raise_file_limit(std::uint64_t wanted)
 {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
         return tl::unexpected(fmt::format("cannot read the open-file limit: {}", std::strerror(errno)));
+    }
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted && ::geteuid() == 0) {
+        // Root may raise the hard limit (up to the kernel's fs.nr_open); if it cannot, the soft
+        // limit still goes up to the old hard one below.
+        const rlimit raised{static_cast<rlim_t>(wanted), static_cast<rlim_t>(wanted)};
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            return wanted;
+        }
     }
     if (limit.rlim_cur < limit.rlim_max) {
         rlimit raised = limit;

@@ -121,10 +121,11 @@ private:
 [[nodiscard]] tl::expected<void, std::string> drop_privileges(const std::string& user,
                                                               const std::string& group);
 
-// Raises the soft limit on open files to the hard limit: every session holds two descriptors (its
-// socket and its maildrop's lock), so the usual soft limit of 1024 would stop pigeond near 500
-// sessions. Returns the limit now in force, or the error that prevented reading it.
-[[nodiscard]] tl::expected<std::uint64_t, std::string> raise_file_limit();
+// Raises the soft limit on open files to the hard limit, and as root (before dropping privileges)
+// the hard limit itself up to `wanted`: every session holds two descriptors (its socket and its
+// maildrop's lock), so the usual soft limit of 1024 would stop pigeond near 500 sessions. Returns
+// the limit now in force, or the error that prevented reading it.
+[[nodiscard]] tl::expected<std::uint64_t, std::string> raise_file_limit(std::uint64_t wanted);
 
 // systemd's readiness protocol (sd_notify(3)): a datagram to $NOTIFY_SOCKET, if set.
 void notify_systemd(std::string_view state);
