@@ -7,8 +7,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -62,12 +64,13 @@ TestCertificate make_certificate()
         X509_EXTENSION_free(ext);
     }
     X509_sign(cert, key, EVP_sha256());
-    FILE* out = std::fopen(files.certificate.c_str(), "w");
-    PEM_write_X509(out, cert);
-    std::fclose(out);
-    out = std::fopen(files.key.c_str(), "w");
-    PEM_write_PrivateKey(out, key, nullptr, nullptr, 0, nullptr, nullptr);
-    std::fclose(out);
+    const std::unique_ptr<BIO, decltype(&BIO_free)> cert_out(BIO_new_file(files.certificate.c_str(), "w"),
+                                                             &BIO_free);
+    const std::unique_ptr<BIO, decltype(&BIO_free)> key_out(BIO_new_file(files.key.c_str(), "w"), &BIO_free);
+    if (!cert_out || !key_out || PEM_write_bio_X509(cert_out.get(), cert) != 1 ||
+        PEM_write_bio_PrivateKey(key_out.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+        throw std::runtime_error("cannot write the test certificate to " + dir.string());
+    }
     X509_free(cert);
     EVP_PKEY_free(key);
     return files;
@@ -141,10 +144,11 @@ std::shared_ptr<net::Services> test_services(std::shared_ptr<storage::MaildropSt
 }
 
 TestServer::TestServer(std::shared_ptr<const net::Services> services, server::Tuning tuning,
-                       std::vector<net::TlsMode> modes)
+                       const std::vector<net::TlsMode>& modes)
     : m_log(std::make_shared<LogCapture>())
 {
     std::vector<server::ListenerSpec> specs;
+    specs.reserve(modes.size());
     for (const auto mode : modes) {
         specs.push_back({asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), mode});
     }
@@ -178,9 +182,9 @@ std::uint16_t TestServer::port(std::size_t listener) const
     return m_ports.at(listener);
 }
 
-TestClient::TestClient(std::uint16_t port, std::chrono::milliseconds bound) : m_bound(bound)
+TestClient::TestClient(std::uint16_t port, std::chrono::milliseconds bound)
+    : m_fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)), m_bound(bound)
 {
-    m_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);

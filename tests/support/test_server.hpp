@@ -45,7 +45,7 @@ struct TestCertificate {
 class TestServer {
 public:
     explicit TestServer(std::shared_ptr<const net::Services> services, server::Tuning tuning = test_tuning(),
-                        std::vector<net::TlsMode> modes = {net::TlsMode::starttls});
+                        const std::vector<net::TlsMode>& modes = {net::TlsMode::starttls});
     TestServer(const TestServer&) = delete;
     TestServer& operator=(const TestServer&) = delete;
     ~TestServer();
