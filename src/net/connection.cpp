@@ -3,6 +3,7 @@
 #include "core/base64.hpp"
 #include "core/error.hpp"
 #include "protocol/dot_stuffer.hpp"
+#include "sasl/scram_endpoint.hpp"
 #include "storage/retention.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -615,7 +616,8 @@ asio::awaitable<bool> Connection::perform(protocol::ServerSession& session, prot
         if (!co_await start_tls()) {
             co_return false;
         }
-        session.on_tls_started(tls::tls_exporter(m_transport.ssl()), tls::client_identity(m_transport.ssl()));
+        session.on_tls_started(tls::tls_exporter(m_transport.ssl()), tls::client_identity(m_transport.ssl()),
+                               sasl::tls_server_end_point(tls::certificate_der(m_transport.ssl(), true)));
     }
     co_return true;
 }
@@ -635,6 +637,8 @@ asio::awaitable<void> Connection::serve()
         policy.tls_active = true;
         policy.tls_exporter = tls::tls_exporter(m_transport.ssl());
         policy.tls_client_identity = tls::client_identity(m_transport.ssl());
+        policy.tls_server_end_point =
+            sasl::tls_server_end_point(tls::certificate_der(m_transport.ssl(), true));
     }
     protocol::ServerSession session(std::move(policy));
     for (;;) {

@@ -228,7 +228,7 @@ bool ServerSession::mechanism_offered(std::string_view mechanism) const noexcept
     }
     // -PLUS binds to the TLS session: offer it only with channel-binding data to bind to.
     return !(mechanism.size() > 5 && iequals(mechanism.substr(mechanism.size() - 5), "-PLUS")) ||
-           !m_policy.tls_exporter.empty();
+           !m_policy.tls_exporter.empty() || !m_policy.tls_server_end_point.empty();
 }
 
 void ServerSession::do_user(command::User& cmd)
@@ -307,7 +307,8 @@ void ServerSession::do_auth(command::Auth& cmd)
     auto mechanism =
         enabled && offered(*cmd.mechanism)
             ? sasl::make_server_mechanism(
-                  *cmd.mechanism, sasl::MechanismContext{m_policy.tls_exporter, m_policy.tls_client_identity})
+                  *cmd.mechanism, sasl::MechanismContext{m_policy.tls_exporter, m_policy.tls_client_identity,
+                                                         m_policy.tls_server_end_point})
             : nullptr;
     if (!mechanism) {
         reply_error(make_error_code(errc::mechanism_unsupported));
@@ -527,12 +528,14 @@ void ServerSession::do_stls()
     m_pending = Pending::tls;
 }
 
-void ServerSession::on_tls_started(std::string tls_exporter, std::string client_identity)
+void ServerSession::on_tls_started(std::string tls_exporter, std::string client_identity,
+                                   std::string server_end_point)
 {
     m_pending = Pending::none;
     m_policy.tls_active = true;
     m_policy.tls_exporter = std::move(tls_exporter);
     m_policy.tls_client_identity = std::move(client_identity);
+    m_policy.tls_server_end_point = std::move(server_end_point);
     m_reader.clear();
 }
 

@@ -49,6 +49,9 @@ struct ServerPolicy {
     std::string tls_exporter;
     // The user a verified TLS client certificate maps to; EXTERNAL is offered only with one.
     std::string tls_client_identity;
+    // RFC 5929 tls-server-end-point data (the hash of the server's certificate); with it the
+    // -PLUS mechanisms are offered even where the TLS session has no exporter.
+    std::string tls_server_end_point;
     std::optional<std::uint32_t> login_delay_seconds; // RFC 2449 §6.5, advertised
     std::optional<std::uint32_t> expire_days;         // RFC 2449 §6.7, advertised
     bool expire_never = false;                        // advertise "EXPIRE NEVER"
@@ -126,7 +129,8 @@ public:
     void on_update_committed(std::error_code error);
     // `tls_exporter`: the new TLS session's RFC 9266 channel-binding data, for -PLUS mechanisms;
     // `client_identity`: the user a verified client certificate maps to, for EXTERNAL.
-    void on_tls_started(std::string tls_exporter = {}, std::string client_identity = {});
+    void on_tls_started(std::string tls_exporter = {}, std::string client_identity = {},
+                        std::string server_end_point = {});
     // The stored secret for a LookupSecret step: nothing for an unknown user (the mechanism
     // then fails without saying so), or an error (errc::auth_temporary_failure).
     void on_secret_looked_up(std::error_code error, std::optional<sasl::StoredSecret> secret);

@@ -8,7 +8,7 @@ namespace {
 TEST(External, CertificateIdentityIsTheUser)
 {
     EXPECT_FALSE(make_server_mechanism("EXTERNAL")); // no client certificate
-    const MechanismContext context{{}, "alice"};
+    const MechanismContext context{{}, "alice", {}};
     auto empty = make_server_mechanism("external", context);
     ASSERT_TRUE(empty);
     auto result = empty->start(std::string_view(""));

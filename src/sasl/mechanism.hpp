@@ -79,6 +79,10 @@ struct MechanismContext {
     // The user a verified TLS client certificate maps to (EXTERNAL, RFC 4422 appendix A); empty
     // when the client presented none.
     std::string external_identity;
+    // RFC 5929 tls-server-end-point data (the hash of the server's certificate), when TLS is
+    // active: the -PLUS mechanisms' binding for clients that ask for it, and for sessions
+    // without an exporter.
+    std::string tls_server_end_point;
 };
 
 class ServerMechanism {

@@ -6,6 +6,7 @@
 #include "core/base64.hpp"
 #include "core/strings.hpp"
 #include "sasl/mechanism.hpp"
+#include "sasl/scram_endpoint.hpp"
 
 #include <gsasl.h>
 #include <openssl/evp.h>
@@ -61,48 +62,11 @@ bool is_sha1(std::string_view mechanism)
     return mechanism.starts_with("SCRAM-SHA-1");
 }
 
-// RFC 5802 §5.1: "n=" saslname with "=2C" for "," and "=3D" for "=".
-std::optional<std::string> user_from_client_first(std::string_view message)
-{
-    // gs2-header: cbind-flag "," [ "a=" authzid ] ","
-    const std::size_t first_comma = message.find(',');
-    if (first_comma == std::string_view::npos) {
-        return std::nullopt;
-    }
-    const std::size_t second_comma = message.find(',', first_comma + 1);
-    if (second_comma == std::string_view::npos) {
-        return std::nullopt;
-    }
-    std::string_view bare = message.substr(second_comma + 1);
-    if (!bare.starts_with("n=")) {
-        return std::nullopt;
-    }
-    bare.remove_prefix(2);
-    const std::string_view escaped = bare.substr(0, bare.find(','));
-    std::string user;
-    for (std::size_t i = 0; i < escaped.size(); ++i) {
-        if (escaped[i] != '=') {
-            user.push_back(escaped[i]);
-        } else if (escaped.substr(i, 3) == "=2C") {
-            user.push_back(',');
-            i += 2;
-        } else if (escaped.substr(i, 3) == "=3D") {
-            user.push_back('=');
-            i += 2;
-        } else {
-            return std::nullopt;
-        }
-    }
-    if (user.empty() || user.size() > 255 || !is_valid_utf8(user) || has_control_characters(user)) {
-        return std::nullopt;
-    }
-    return user;
-}
-
 class ScramServer final : public ServerMechanism, PropertySource {
 public:
     ScramServer(std::string name, const MechanismContext& context)
-        : m_name(std::move(name)), m_tls_exporter(context.tls_exporter)
+        : m_name(std::move(name)), m_tls_exporter(context.tls_exporter),
+          m_server_end_point(context.tls_server_end_point)
     {
     }
     ScramServer(const ScramServer&) = delete;
@@ -128,6 +92,9 @@ public:
 
     [[nodiscard]] ServerStep step(std::string_view response) override
     {
+        if (m_end_point) {
+            return m_end_point->step(response);
+        }
         if (!m_client_first) {
             return client_first(response);
         }
@@ -139,6 +106,9 @@ public:
 
     [[nodiscard]] ServerStep provide_secret(std::optional<StoredSecret> secret) override
     {
+        if (m_end_point) {
+            return m_end_point->provide_secret(std::move(secret));
+        }
         if (!m_client_first || m_session != nullptr || library() == nullptr) {
             return Failure{};
         }
@@ -172,7 +142,15 @@ public:
 private:
     ServerStep client_first(std::string_view message)
     {
-        auto user = user_from_client_first(message);
+        // RFC 5929 tls-server-end-point: GNU SASL does not know it; scram_endpoint.cpp frames it.
+        if (message.starts_with("p=" + std::string(server_end_point_binding) + ",")) {
+            if (!m_name.ends_with("-PLUS") || m_server_end_point.empty()) {
+                return Failure{};
+            }
+            m_end_point = make_endpoint_scram_server(m_name, m_server_end_point);
+            return m_end_point->start(message);
+        }
+        auto user = scram_user_from_client_first(message);
         if (!user) {
             return Failure{};
         }
@@ -263,6 +241,8 @@ private:
 
     std::string m_name;
     std::string m_tls_exporter;
+    std::string m_server_end_point;
+    std::unique_ptr<ServerMechanism> m_end_point; // the exchange, when it binds tls-server-end-point
     std::optional<std::string> m_client_first;
     std::string m_user;
     std::optional<ScramSecret> m_scram;
@@ -368,6 +348,44 @@ std::optional<std::string_view> canonical_scram_name(std::string_view name)
 
 } // namespace
 
+// RFC 5802 §5.1: "n=" saslname with "=2C" for "," and "=3D" for "=".
+std::optional<std::string> scram_user_from_client_first(std::string_view message)
+{
+    // gs2-header: cbind-flag "," [ "a=" authzid ] ","
+    const std::size_t first_comma = message.find(',');
+    if (first_comma == std::string_view::npos) {
+        return std::nullopt;
+    }
+    const std::size_t second_comma = message.find(',', first_comma + 1);
+    if (second_comma == std::string_view::npos) {
+        return std::nullopt;
+    }
+    std::string_view bare = message.substr(second_comma + 1);
+    if (!bare.starts_with("n=")) {
+        return std::nullopt;
+    }
+    bare.remove_prefix(2);
+    const std::string_view escaped = bare.substr(0, bare.find(','));
+    std::string user;
+    for (std::size_t i = 0; i < escaped.size(); ++i) {
+        if (escaped[i] != '=') {
+            user.push_back(escaped[i]);
+        } else if (escaped.substr(i, 3) == "=2C") {
+            user.push_back(',');
+            i += 2;
+        } else if (escaped.substr(i, 3) == "=3D") {
+            user.push_back('=');
+            i += 2;
+        } else {
+            return std::nullopt;
+        }
+    }
+    if (user.empty() || user.size() > 255 || !is_valid_utf8(user) || has_control_characters(user)) {
+        return std::nullopt;
+    }
+    return user;
+}
+
 bool is_scram_mechanism(std::string_view name) noexcept
 {
     return canonical_scram_name(name).has_value();
@@ -376,8 +394,10 @@ bool is_scram_mechanism(std::string_view name) noexcept
 std::unique_ptr<ServerMechanism> make_scram_server(std::string_view name, const MechanismContext& context)
 {
     const auto canonical = canonical_scram_name(name);
-    // -PLUS binds the exchange to the TLS session (RFC 9266): impossible without one.
-    if (!canonical || (canonical->ends_with("-PLUS") && context.tls_exporter.empty()) ||
+    // -PLUS binds the exchange to the TLS session (RFC 9266, RFC 5929): impossible without one.
+    if (!canonical ||
+        (canonical->ends_with("-PLUS") && context.tls_exporter.empty() &&
+         context.tls_server_end_point.empty()) ||
         library() == nullptr) {
         return nullptr;
     }
@@ -389,9 +409,17 @@ std::unique_ptr<ClientMechanism> make_scram_client(std::string_view name, std::s
                                                    const MechanismContext& context)
 {
     const auto canonical = canonical_scram_name(name);
-    if (!canonical || (canonical->ends_with("-PLUS") && context.tls_exporter.empty()) ||
-        library() == nullptr) {
+    if (!canonical || library() == nullptr) {
         return nullptr;
+    }
+    if (canonical->ends_with("-PLUS") && context.tls_exporter.empty()) {
+        // tls-exporter is preferred (RFC 9266); tls-server-end-point where the TLS session has no
+        // exporter (TLS 1.2 without extended master secret).
+        if (context.tls_server_end_point.empty()) {
+            return nullptr;
+        }
+        return make_endpoint_scram_client(*canonical, std::move(authzid), std::move(authcid),
+                                          std::move(password), context.tls_server_end_point);
     }
     return std::make_unique<ScramClient>(std::string(*canonical), std::move(authzid), std::move(authcid),
                                          std::move(password), context);

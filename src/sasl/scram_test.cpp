@@ -1,9 +1,11 @@
 #include "core/base64.hpp"
 #include "sasl/mechanism.hpp"
+#include "sasl/scram_endpoint.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/x509.h>
 
 #include <array>
 
@@ -42,15 +44,12 @@ struct Outcome {
     bool client_verified_server = false;
 };
 
-// Runs a whole exchange between Pigeon's server and client mechanisms.
-Outcome exchange(std::string_view mechanism, std::optional<StoredSecret> secret, std::string_view client_user,
-                 std::string_view client_password, const MechanismContext& server_context = {},
-                 const MechanismContext& client_context = {})
+// Runs a whole exchange between a server and a client mechanism.
+Outcome run_exchange(const std::unique_ptr<ServerMechanism>& server,
+                     const std::unique_ptr<ClientMechanism>& client, std::optional<StoredSecret> secret,
+                     std::string_view client_user)
 {
     Outcome outcome;
-    auto server = make_server_mechanism(mechanism, server_context);
-    auto client = make_scram_client(mechanism, "", std::string(client_user),
-                                    SecretString(std::string(client_password)), client_context);
     EXPECT_TRUE(server && client);
     if (!server || !client) {
         return outcome;
@@ -82,6 +81,17 @@ Outcome exchange(std::string_view mechanism, std::optional<StoredSecret> secret,
     }
     ADD_FAILURE() << "exchange did not end";
     return outcome;
+}
+
+// Runs a whole exchange between Pigeon's server and client mechanisms.
+Outcome exchange(std::string_view mechanism, std::optional<StoredSecret> secret, std::string_view client_user,
+                 std::string_view client_password, const MechanismContext& server_context = {},
+                 const MechanismContext& client_context = {})
+{
+    auto server = make_server_mechanism(mechanism, server_context);
+    auto client = make_scram_client(mechanism, "", std::string(client_user),
+                                    SecretString(std::string(client_password)), client_context);
+    return run_exchange(server, client, std::move(secret), client_user);
 }
 
 StoredSecret secret_for(std::string user, std::string stored)
@@ -139,8 +149,8 @@ TEST(Scram, UnknownUserStillGetsAChallenge)
 
 TEST(Scram, ChannelBindingWithTlsExporter)
 {
-    const MechanismContext tls{std::string(32, '\x42'), {}};
-    const MechanismContext other{std::string(32, '\x43'), {}};
+    const MechanismContext tls{std::string(32, '\x42'), {}, {}};
+    const MechanismContext other{std::string(32, '\x43'), {}, {}};
     EXPECT_FALSE(make_server_mechanism("SCRAM-SHA-256-PLUS")); // no TLS, no -PLUS
     EXPECT_TRUE(
         exchange("SCRAM-SHA-256-PLUS", secret_for("alice", "{PLAIN}secret"), "alice", "secret", tls, tls)
@@ -149,6 +159,103 @@ TEST(Scram, ChannelBindingWithTlsExporter)
     EXPECT_FALSE(
         exchange("SCRAM-SHA-256-PLUS", secret_for("alice", "{PLAIN}secret"), "alice", "secret", tls, other)
             .authenticated);
+}
+
+MechanismContext end_point_only(std::string data)
+{
+    MechanismContext context;
+    context.tls_server_end_point = std::move(data);
+    return context;
+}
+
+TEST(Scram, ChannelBindingWithTlsServerEndPoint)
+{
+    // RFC 5929: a TLS session without an exporter (TLS 1.2 without extended master secret) still
+    // binds -PLUS to the server's certificate hash. GNU SASL lacks this binding; scram_endpoint
+    // frames it.
+    const std::string salt = "0123456789abcdef";
+    const auto stored = "{SCRAM-SHA-256}" + stored_scram(EVP_sha256(), "pencil", salt, 4096);
+    const auto hash = std::string(32, '\x5a');
+    auto outcome = exchange("SCRAM-SHA-256-PLUS", secret_for("user", stored), "user", "pencil",
+                            end_point_only(hash), end_point_only(hash));
+    EXPECT_TRUE(outcome.authenticated);
+    EXPECT_TRUE(outcome.client_verified_server);
+    EXPECT_TRUE(exchange("SCRAM-SHA-1-PLUS", secret_for("alice", "{PLAIN}secret"), "alice", "secret",
+                         end_point_only(hash), end_point_only(hash))
+                    .authenticated);
+    // A man in the middle terminates TLS with another certificate: the hashes differ.
+    EXPECT_FALSE(exchange("SCRAM-SHA-256-PLUS", secret_for("user", stored), "user", "pencil",
+                          end_point_only(hash), end_point_only(std::string(32, '\x5b')))
+                     .authenticated);
+    // Wrong password and unknown user fail as without binding.
+    EXPECT_FALSE(exchange("SCRAM-SHA-256-PLUS", secret_for("user", stored), "user", "pencil2",
+                          end_point_only(hash), end_point_only(hash))
+                     .authenticated);
+    EXPECT_FALSE(exchange("SCRAM-SHA-256-PLUS", std::nullopt, "user", "pencil", end_point_only(hash),
+                          end_point_only(hash))
+                     .authenticated);
+    // A server that has no end-point data refuses the binding rather than ignoring it.
+    MechanismContext exporter_only;
+    exporter_only.tls_exporter = std::string(32, '\x01');
+    EXPECT_FALSE(exchange("SCRAM-SHA-256-PLUS", secret_for("user", stored), "user", "pencil", exporter_only,
+                          end_point_only(hash))
+                     .authenticated);
+}
+
+TEST(Scram, EndPointFramingInteroperatesWithGnuSasl)
+{
+    // The hand-framed exchange without channel binding, against GNU SASL's SCRAM in both
+    // directions: the messages and proofs agree with an independent implementation.
+    const std::string salt = "fedcba9876543210";
+    for (const auto* name : {"SCRAM-SHA-256", "SCRAM-SHA-1"}) {
+        const auto* md = std::string_view(name) == "SCRAM-SHA-1" ? EVP_sha1() : EVP_sha256();
+        const auto stored = std::string("{") + name + "}" + stored_scram(md, "pencil", salt, 4096);
+        auto ours_to_gnu =
+            run_exchange(make_server_mechanism(name, {}),
+                         make_endpoint_scram_client(name, "", "user", SecretString("pencil"), ""),
+                         secret_for("user", stored), "user");
+        EXPECT_TRUE(ours_to_gnu.authenticated) << name;
+        EXPECT_TRUE(ours_to_gnu.client_verified_server) << name;
+        auto gnu_to_ours = run_exchange(make_endpoint_scram_server(name, ""),
+                                        make_scram_client(name, "", "user", SecretString("pencil"), {}),
+                                        secret_for("user", stored), "user");
+        EXPECT_TRUE(gnu_to_ours.authenticated) << name;
+        EXPECT_TRUE(gnu_to_ours.client_verified_server) << name;
+        auto wrong = run_exchange(make_endpoint_scram_server(name, ""),
+                                  make_scram_client(name, "", "user", SecretString("pencil!"), {}),
+                                  secret_for("user", stored), "user");
+        EXPECT_FALSE(wrong.authenticated) << name;
+    }
+}
+
+TEST(Scram, TlsServerEndPointHashFollowsTheSignatureAlgorithm)
+{
+    const auto der_of = [](const EVP_MD* md) {
+        EVP_PKEY* key = EVP_EC_gen("P-256");
+        X509* cert = X509_new();
+        X509_set_version(cert, 2);
+        X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+        X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+        X509_set_pubkey(cert, key);
+        X509_sign(cert, key, md);
+        std::string der(static_cast<std::size_t>(i2d_X509(cert, nullptr)), '\0');
+        auto* cursor = reinterpret_cast<unsigned char*>(der.data());
+        i2d_X509(cert, &cursor);
+        X509_free(cert);
+        EVP_PKEY_free(key);
+        return der;
+    };
+    const auto hash = [](const EVP_MD* md, std::string_view data) {
+        std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
+        unsigned int length = 0;
+        EVP_Digest(data.data(), data.size(), out.data(), &length, md, nullptr);
+        return std::string(reinterpret_cast<const char*>(out.data()), length);
+    };
+    const auto sha384_cert = der_of(EVP_sha384());
+    EXPECT_EQ(tls_server_end_point(sha384_cert), hash(EVP_sha384(), sha384_cert));
+    const auto sha1_cert = der_of(EVP_sha1()); // SHA-1 is replaced by SHA-256 (RFC 5929 §4.1)
+    EXPECT_EQ(tls_server_end_point(sha1_cert), hash(EVP_sha256(), sha1_cert));
+    EXPECT_EQ(tls_server_end_point("not a certificate"), "");
 }
 
 TEST(Scram, MalformedClientFirstFails)

@@ -206,6 +206,24 @@ std::string tls_exporter(SSL* ssl)
     return out;
 }
 
+std::string certificate_der(SSL* ssl, bool own)
+{
+    X509* certificate = own ? SSL_get_certificate(ssl) : SSL_get0_peer_certificate(ssl);
+    if (certificate == nullptr) {
+        return {};
+    }
+    const int length = i2d_X509(certificate, nullptr);
+    if (length <= 0) {
+        return {};
+    }
+    std::string out(static_cast<std::size_t>(length), '\0');
+    auto* cursor = reinterpret_cast<unsigned char*>(out.data());
+    if (i2d_X509(certificate, &cursor) != length) {
+        return {};
+    }
+    return out;
+}
+
 std::string client_identity(SSL* ssl)
 {
     X509* cert = SSL_get0_peer_certificate(ssl);

@@ -66,6 +66,9 @@ private:
 // The user a verified client certificate names (its subject's emailAddress, else its common
 // name); empty without a verified certificate.
 [[nodiscard]] std::string client_identity(SSL* ssl);
+// The DER encoding of the certificate this side presented (`own`) or the peer's; empty if none.
+// sasl::tls_server_end_point() turns the server's into RFC 5929 channel-binding data.
+[[nodiscard]] std::string certificate_der(SSL* ssl, bool own);
 
 // "TLSv1.3 TLS_AES_256_GCM_SHA384", for logs.
 [[nodiscard]] std::string describe(SSL* ssl);

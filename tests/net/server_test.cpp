@@ -5,6 +5,8 @@
 #include "test_server.hpp"
 
 #include "auth/memory/memory_passdb.hpp"
+#include "core/base64.hpp"
+#include "sasl/scram_endpoint.hpp"
 #include "storage/memory/memory_maildrop.hpp"
 
 #include <fmt/format.h>
@@ -247,6 +249,50 @@ TEST(Server, ExpireZeroDeletesRetrievedMessagesAtQuit)
     const auto left = f.store->messages("alice");
     ASSERT_EQ(left.size(), 1U);
     EXPECT_EQ(left[0].unique_id, "uid-1"); // the message not retrieved stays
+}
+
+TEST(Server, ScramPlusBindsToTheCertificateWhereTlsHasNoExporter)
+{
+    // TLS 1.2 without extended master secret has no RFC 9266 exporter; SCRAM-SHA-256-PLUS is
+    // still offered and binds to the server certificate (RFC 5929 tls-server-end-point).
+    Fixture f;
+    auto services = test_services(f.store, f.passdb, test_tls_context());
+    services->settings.policy.sasl_mechanisms = {"SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
+    TestServer server(services, test_tuning(), {net::TlsMode::implicit});
+    const auto login_with = [&](const std::string& binding_data) {
+        TestClient client(server.port());
+        EXPECT_TRUE(client.start_tls(nullptr, true));
+        client.line();
+        client.send("CAPA\r\n");
+        EXPECT_NE(client.until("\r\n.\r\n").find("SCRAM-SHA-256-PLUS"), std::string::npos);
+        sasl::MechanismContext context;
+        context.tls_server_end_point = binding_data;
+        auto mechanism =
+            sasl::make_scram_client("SCRAM-SHA-256-PLUS", "", "alice", SecretString("secret"), context);
+        EXPECT_TRUE(mechanism);
+        if (!mechanism) {
+            return std::string();
+        }
+        client.send("AUTH SCRAM-SHA-256-PLUS " + base64_encode(*mechanism->initial_response()) + "\r\n");
+        for (int round = 0; round < 4; ++round) {
+            const std::string line = client.line();
+            if (!line.starts_with("+ ")) {
+                return line;
+            }
+            auto challenge = base64_decode(std::string_view(line).substr(2, line.size() - 4));
+            auto answer =
+                challenge ? mechanism->respond(*challenge) : Result<std::string>(fail(errc::auth_failed));
+            client.send((answer ? base64_encode(*answer) : std::string("*")) + "\r\n");
+        }
+        return std::string("no end");
+    };
+    TestClient probe(server.port());
+    ASSERT_TRUE(probe.start_tls(nullptr, true));
+    const std::string binding = sasl::tls_server_end_point(probe.peer_certificate_der());
+    ASSERT_EQ(binding.size(), 32U); // the test certificate is signed with SHA-256
+    EXPECT_TRUE(login_with(binding).starts_with("+OK Logged in"));
+    // A client that saw another certificate (a man in the middle) is refused.
+    EXPECT_TRUE(login_with(std::string(32, '\0')).starts_with("-ERR"));
 }
 
 TEST(Server, MegabyteLineGetsAnErrorAndTheServerGoesOn)

@@ -315,10 +315,14 @@ bool TestClient::eof(std::string* rest)
     }
 }
 
-bool TestClient::start_tls(const TestCertificate* client_certificate)
+bool TestClient::start_tls(const TestCertificate* client_certificate, bool legacy_tls12)
 {
     m_ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(m_ctx, SSL_VERIFY_NONE, nullptr);
+    if (legacy_tls12) {
+        SSL_CTX_set_max_proto_version(m_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_options(m_ctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
+    }
     if (client_certificate != nullptr &&
         (SSL_CTX_use_certificate_file(m_ctx, client_certificate->certificate.c_str(), SSL_FILETYPE_PEM) !=
              1 ||
@@ -329,6 +333,19 @@ bool TestClient::start_tls(const TestCertificate* client_certificate)
     SSL_set_fd(m_ssl, m_fd);
     SSL_set_tlsext_host_name(m_ssl, "localhost");
     return SSL_connect(m_ssl) == 1;
+}
+
+std::string TestClient::peer_certificate_der() const
+{
+    X509* certificate = m_ssl != nullptr ? SSL_get0_peer_certificate(m_ssl) : nullptr;
+    const int length = certificate != nullptr ? i2d_X509(certificate, nullptr) : 0;
+    if (length <= 0) {
+        return {};
+    }
+    std::string der(static_cast<std::size_t>(length), '\0');
+    auto* cursor = reinterpret_cast<unsigned char*>(der.data());
+    i2d_X509(certificate, &cursor);
+    return der;
 }
 
 } // namespace pigeon::test

@@ -83,8 +83,11 @@ public:
     // True if the server closes the connection within the bound; the bytes before go to `rest`.
     bool eof(std::string* rest = nullptr);
     // Runs a TLS handshake on the connection (after STLS's +OK, or at once for implicit TLS),
-    // presenting `client_certificate` when given.
-    bool start_tls(const TestCertificate* client_certificate = nullptr);
+    // presenting `client_certificate` when given. `legacy_tls12` limits it to TLS 1.2 without the
+    // extended master secret, a session with no RFC 9266 exporter.
+    bool start_tls(const TestCertificate* client_certificate = nullptr, bool legacy_tls12 = false);
+    // The DER certificate the server presented (empty before TLS).
+    [[nodiscard]] std::string peer_certificate_der() const;
     [[nodiscard]] bool tls_active() const noexcept { return m_ssl != nullptr; }
     void close();
     [[nodiscard]] int fd() const noexcept { return m_fd; }
