@@ -67,12 +67,14 @@ std::chrono::milliseconds AuthThrottle::begin_attempt(std::string_view address, 
 {
     const std::lock_guard guard(m_mutex);
     auto& attempts = m_attempts[std::string(address)];
-    const std::uint32_t failures = current(m_addresses, address, now) + attempts.in_flight;
+    const std::uint32_t failed = current(m_addresses, address, now);
     ++attempts.in_flight;
-    const auto delay = delay_for(failures);
-    if (delay.count() == 0) {
-        return delay;
+    // An address without failures (beyond the free ones) is never slowed, however many logins it
+    // runs at once: a webmail, a proxy or a NAT logs many users in from one address.
+    if (delay_for(failed).count() == 0) {
+        return std::chrono::milliseconds{0};
     }
+    const auto delay = delay_for(failed + attempts.in_flight - 1);
     const Clock::time_point start = std::max(now, attempts.next_slot) + delay;
     attempts.next_slot = start;
     return std::chrono::ceil<std::chrono::milliseconds>(start - now);

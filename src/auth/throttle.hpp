@@ -43,11 +43,12 @@ public:
     // is verified (Dovecot's auth penalty): a burst of guesses from one address waits on timers
     // instead of making the server hash. Attempts from other addresses are not slowed.
     [[nodiscard]] std::chrono::milliseconds address_penalty(std::string_view address, Clock::time_point now);
-    // An attempt from `address` starts: how long it must wait before it is verified. Unlike
-    // address_penalty(), attempts in flight count as failures until they end, and the attempts
-    // of a failing address are spaced by its delay: fifty guesses sent at once on fifty
-    // connections wait one after another, as fifty sent in sequence would, instead of all
-    // hashing when one shared penalty runs out. Every call must be paired with end_attempt().
+    // An attempt from `address` starts: how long it must wait before it is verified. An address
+    // that has not failed (beyond free_failures) never waits, however many attempts it has in
+    // flight. Once it has, its attempts in flight count as failures until they end, and they
+    // are spaced by its delay: fifty guesses sent at once on fifty connections wait one after
+    // another, as fifty sent in sequence would, instead of all hashing when one shared penalty
+    // runs out. Every call must be paired with end_attempt().
     [[nodiscard]] std::chrono::milliseconds begin_attempt(std::string_view address, Clock::time_point now);
     void end_attempt(std::string_view address);
     // Attempts begun and not yet ended, over all addresses (for tests).

@@ -63,14 +63,15 @@ TEST(AuthThrottle, ConcurrentAttemptsOfAFailingAddressAreSpacedNotReleasedTogeth
 {
     AuthThrottle throttle(ThrottleOptions{250ms, 4000ms, 900s, 1000, 8, 1});
     const auto now = Clock::time_point{} + 1h;
-    // A clean address: the first attempt goes at once, the second in flight is free too (one
-    // free failure), the third waits as a third guess would.
-    EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 0ms);
-    EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 0ms);
-    EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 250ms);
-    EXPECT_EQ(throttle.attempts_in_flight(), 3U);
-    for (int i = 0; i < 3; ++i) {
+    // A clean address is never slowed, however many logins it runs at once (a webmail, a NAT).
+    for (int i = 0; i < 100; ++i) {
+        EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 0ms);
+    }
+    EXPECT_EQ(throttle.attempts_in_flight(), 100U);
+    for (int i = 0; i < 100; ++i) {
         throttle.end_attempt("192.0.2.1");
+    }
+    for (int i = 0; i < 3; ++i) {
         throttle.record_failure("192.0.2.1", "alice", now);
     }
     EXPECT_EQ(throttle.attempts_in_flight(), 0U);
