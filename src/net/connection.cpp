@@ -9,9 +9,11 @@
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl/error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <spdlog/logger.h>
 
@@ -112,32 +114,99 @@ bool LoginDelayTracker::admit(const std::string& user, std::chrono::seconds dela
 
 // --- Transport -----------------------------------------------------------------------------
 
+asio::awaitable<std::error_code> Connection::Transport::wait_for(int ssl_error, int result)
+{
+    if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
+        auto [ec] =
+            co_await m_socket.async_wait(ssl_error == SSL_ERROR_WANT_READ ? asio::ip::tcp::socket::wait_read
+                                                                          : asio::ip::tcp::socket::wait_write,
+                                         nothrow);
+        co_return ec;
+    }
+    if (ssl_error == SSL_ERROR_ZERO_RETURN) {
+        co_return asio::error::eof; // close_notify
+    }
+    m_ssl_failed = true; // OpenSSL forbids SSL_shutdown() after these
+
+    if (ssl_error == SSL_ERROR_SYSCALL) {
+        const unsigned long queued = ERR_get_error();
+        if (queued != 0) {
+            co_return std::error_code(static_cast<int>(queued), asio::error::get_ssl_category());
+        }
+        // The peer closed TCP without close_notify (result 0), or the socket failed.
+        co_return result == 0 || errno == 0 ? std::error_code(asio::ssl::error::stream_truncated)
+                                            : std::error_code(errno, std::system_category());
+    }
+    const unsigned long queued = ERR_get_error();
+    ERR_clear_error();
+    co_return std::error_code(queued != 0 ? static_cast<int>(queued) : SSL_R_UNEXPECTED_RECORD,
+                              asio::error::get_ssl_category());
+}
+
 asio::awaitable<std::pair<std::error_code, std::size_t>>
 Connection::Transport::read_some(asio::mutable_buffer buffer)
 {
-    if (m_tls) {
-        auto [ec, n] = co_await m_tls->async_read_some(buffer, nothrow);
+    if (!m_ssl) {
+        auto [ec, n] = co_await m_socket.async_read_some(buffer, nothrow);
         co_return std::pair<std::error_code, std::size_t>{ec, n};
     }
-    auto [ec, n] = co_await m_socket.async_read_some(buffer, nothrow);
-    co_return std::pair<std::error_code, std::size_t>{ec, n};
+    for (;;) {
+        ERR_clear_error();
+        const int n = SSL_read(m_ssl.get(), buffer.data(), static_cast<int>(buffer.size()));
+        if (n > 0) {
+            co_return std::pair<std::error_code, std::size_t>{{}, static_cast<std::size_t>(n)};
+        }
+        if (const auto ec = co_await wait_for(SSL_get_error(m_ssl.get(), n), n)) {
+            co_return std::pair<std::error_code, std::size_t>{ec, 0};
+        }
+    }
 }
 
 asio::awaitable<std::error_code> Connection::Transport::write(asio::const_buffer buffer)
 {
-    if (m_tls) {
-        auto [ec, n] = co_await asio::async_write(*m_tls, buffer, nothrow);
+    if (!m_ssl) {
+        auto [ec, n] = co_await asio::async_write(m_socket, buffer, nothrow);
         co_return ec;
     }
-    auto [ec, n] = co_await asio::async_write(m_socket, buffer, nothrow);
-    co_return ec;
+    const auto* data = static_cast<const char*>(buffer.data());
+    std::size_t left = buffer.size();
+    while (left > 0) {
+        ERR_clear_error();
+        const int chunk = static_cast<int>(std::min<std::size_t>(left, 1U << 30U));
+        const int n = SSL_write(m_ssl.get(), data, chunk);
+        if (n > 0) {
+            data += n;
+            left -= static_cast<std::size_t>(n);
+            continue;
+        }
+        if (const auto ec = co_await wait_for(SSL_get_error(m_ssl.get(), n), n)) {
+            co_return ec;
+        }
+    }
+    co_return std::error_code{};
 }
 
 asio::awaitable<std::error_code> Connection::Transport::handshake(asio::ssl::context& context)
 {
-    m_tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(m_socket), context);
-    auto [ec] = co_await m_tls->async_handshake(asio::ssl::stream_base::server, nothrow);
-    co_return ec;
+    std::error_code ec;
+    m_socket.non_blocking(true, ec);
+    m_ssl.reset(SSL_new(context.native_handle()));
+    if (ec || !m_ssl || SSL_set_fd(m_ssl.get(), m_socket.native_handle()) != 1) {
+        co_return ec ? ec : std::error_code(asio::error::no_memory);
+    }
+    // Partial writes and a moving buffer let write() go on from where a short write stopped.
+    SSL_set_mode(m_ssl.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_accept_state(m_ssl.get());
+    for (;;) {
+        ERR_clear_error();
+        const int result = SSL_do_handshake(m_ssl.get());
+        if (result == 1) {
+            co_return std::error_code{};
+        }
+        if (const auto error = co_await wait_for(SSL_get_error(m_ssl.get(), result), result)) {
+            co_return error;
+        }
+    }
 }
 
 void Connection::Transport::cancel() noexcept
@@ -156,6 +225,11 @@ bool Connection::Transport::peer_closed() noexcept
 
 void Connection::Transport::close() noexcept
 {
+    if (m_ssl && !m_ssl_failed && SSL_is_init_finished(m_ssl.get()) == 1) {
+        ERR_clear_error();
+        (void)SSL_shutdown(m_ssl.get()); // one try at close_notify, never waiting for the peer's
+        ERR_clear_error();
+    }
     std::error_code ignored;
     socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket().close(ignored);

@@ -26,6 +26,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -307,6 +308,9 @@ Server::Server(std::shared_ptr<const net::Services> services, std::vector<Listen
       m_services(std::move(services)), m_shared{m_login_delays, m_throttle, m_pool,
                                                 *m_log,         m_registry, m_counters}
 {
+    // OpenSSL writes TLS records with write(2): a client that has gone away must be an EPIPE
+    // error on its own connection, not a SIGPIPE that ends the whole server.
+    (void)std::signal(SIGPIPE, SIG_IGN);
     const auto loops = loop_count(tuning.threads);
     for (std::uint32_t i = 0; i < loops; ++i) {
         m_loops.push_back(std::make_unique<asio::io_context>(1));

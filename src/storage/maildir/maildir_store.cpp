@@ -539,6 +539,16 @@ private:
 
     Result<UniqueFd> open_file(MessageIndex index)
     {
+        // The common case first: the file is where the snapshot saw it (one open, no stat).
+        if (!m_moved.contains(index.value)) {
+            const Entry& entry = m_snapshot.entries[index.value];
+            const std::string path = m_root + "/" + folder_names[static_cast<std::size_t>(entry.folder)] +
+                                     "/" + std::string(m_snapshot.name(entry));
+            UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+            if (fd.valid()) {
+                return fd;
+            }
+        }
         auto location = locate(index);
         if (!location) {
             return fail(errc::message_unavailable);
