@@ -1,6 +1,6 @@
 // The EXPIRE record (storage/retention.hpp) is a file on disk that anyone with access to the
-// maildrop can edit: hostile input. Nothing may crash, nothing may expire that the policy does not
-// allow, and the record written back must list only kept messages.
+// maildrop can edit: hostile input. Nothing may crash, nothing the record does not name may expire
+// (except with EXPIRE 0), and the record written back must be a fixed point.
 #include "storage/retention.hpp"
 
 #include <cstdint>
@@ -37,9 +37,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::vector<MessageIndex> retrieved{MessageIndex{1}};
     for (const std::uint32_t days : {0U, 1U, 36'500U}) {
         const auto plan = pigeon::storage::plan_retention(listing, input, none, retrieved, now, days);
-        // Whatever the record says, a message retrieved only now expires only with EXPIRE 0.
+        // A message expires only with EXPIRE 0 (retrieved now) or when the record names it.
         for (const auto index : plan.deletions) {
-            if (days > 0 && index.value == 1) {
+            const auto uid = listing.unique_id(index);
+            if (days > 0 && input.find(uid) == std::string_view::npos) {
+                std::abort();
+            }
+            if (days == 0 && index.value != 1) {
                 std::abort();
             }
         }

@@ -20,7 +20,7 @@
 namespace pigeon::cli {
 namespace {
 
-constexpr std::string_view default_db_path = "/var/lib/pigeon/users.sqlite";
+constexpr std::string_view default_db_path = "/var/lib/pigeon/users.db"; // pigeond's passdb.path default
 constexpr auto default_scheme = auth::PasswordScheme::argon2id;
 
 constexpr std::string_view help_footer =
