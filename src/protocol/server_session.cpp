@@ -99,6 +99,7 @@ Step ServerSession::next_step()
         if (event->kind == LineEvent::Kind::too_long) {
             m_sasl.reset(); // an overlong SASL line ends the exchange
             m_sasl_authenticated.reset();
+            m_bearer_error_sent = false;
             m_user_given = false;
             reply_error(make_error_code(errc::line_too_long));
             continue;
@@ -133,7 +134,7 @@ void ServerSession::reply_error(std::error_code error, std::string_view text)
 
 void ServerSession::handle_line(std::string_view line)
 {
-    if (m_sasl || m_sasl_authenticated) {
+    if (m_sasl || m_sasl_authenticated || m_bearer_error_sent) {
         handle_sasl_line(line);
         return;
     }
@@ -338,6 +339,13 @@ void ServerSession::do_auth(command::Auth& cmd)
 
 void ServerSession::handle_sasl_line(std::string_view line)
 {
+    if (m_bearer_error_sent) {
+        // RFC 7628 §3.2.3: whatever the client answers to the error challenge (its dummy
+        // %x01, an empty line, or "*"), the exchange fails now.
+        m_bearer_error_sent = false;
+        count_failure_and_reply(make_error_code(errc::auth_failed));
+        return;
+    }
     // RFC 5034 §4: "*" cancels; the server "MUST reject the AUTH command by sending a -ERR".
     if (line == "*") {
         m_sasl.reset();
@@ -391,6 +399,7 @@ void ServerSession::handle_sasl_step(sasl::ServerStep result)
         return;
     }
     if (auto* verify = std::get_if<sasl::Verify>(&result)) {
+        m_bearer_attempt = std::holds_alternative<sasl::BearerCredentials>(verify->credentials);
         m_action = step::CheckCredentials{std::move(verify->credentials), mechanism};
         m_pending = Pending::credentials;
         return;
@@ -422,18 +431,29 @@ void ServerSession::on_credentials_checked(AuthResult result)
         return;
     }
     m_user.clear();
-    if (result.error == make_error_code(errc::auth_failed)) {
+    if (std::exchange(m_bearer_attempt, false) && result.error == make_error_code(errc::auth_failed)) {
+        // RFC 7628 §3.2.2: a refused bearer token is answered with an error challenge (what
+        // Gmail's XOAUTH2 does too); the -ERR follows the client's dummy response.
+        append_continuation(m_output, base64_encode(R"({"status":"invalid_token","schemes":"bearer"})"));
+        m_bearer_error_sent = true;
+        return;
+    }
+    count_failure_and_reply(result.error);
+}
+
+void ServerSession::count_failure_and_reply(std::error_code error)
+{
+    if (error == make_error_code(errc::auth_failed)) {
         ++m_failed_authentications;
     }
     // Only wrong credentials count towards the per-connection limit: a LOGIN-DELAY or a
     // temporary failure is not a guess.
-    if (result.error == make_error_code(errc::auth_failed) &&
-        ++m_auth_failures >= m_policy.max_auth_failures) {
+    if (error == make_error_code(errc::auth_failed) && ++m_auth_failures >= m_policy.max_auth_failures) {
         append_err(m_output, make_error_code(errc::too_many_auth_failures));
         m_close_after_output = true;
         return;
     }
-    append_err(m_output, result.error);
+    append_err(m_output, error);
 }
 
 void ServerSession::on_maildrop_opened(std::error_code error, std::shared_ptr<const MessageListing> listing)

@@ -158,6 +158,8 @@ private:
 
     void handle_line(std::string_view line);
     void handle_sasl_line(std::string_view line);
+    // A failed login's -ERR, counted towards the per-connection limit when it was a guess.
+    void count_failure_and_reply(std::error_code error);
     void handle_command(Command command);
     // Answers -ERR with the table's code and text (or `text`), counting a bad command.
     void reply_error(std::error_code error, std::string_view text = {});
@@ -203,6 +205,8 @@ private:
     std::unique_ptr<sasl::ServerMechanism> m_sasl;
     std::optional<std::string> m_sasl_authenticated; // proven user, waiting for the client's empty line
     bool m_proven_by_certificate = false;            // the SASL success was EXTERNAL's
+    bool m_bearer_attempt = false;    // the credentials being checked are an OAuth bearer token
+    bool m_bearer_error_sent = false; // RFC 7628 error challenge sent; the next line ends the AUTH
     std::uint32_t m_bad_commands = 0;
     std::uint32_t m_auth_failures = 0;
     std::uint32_t m_failed_authentications = 0;

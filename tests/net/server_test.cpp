@@ -225,6 +225,14 @@ TEST(Server, BearerTokensAreCheckedByTheConfiguredVerifier)
     EXPECT_FALSE(attempt("AUTH XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciBmb3JnZWQBAQ==\r\n").starts_with("+OK"));
     EXPECT_FALSE(attempt("AUTH XOAUTH2 dXNlcj1ib2IBYXV0aD1CZWFyZXIgZ29vZC10b2tlbgEB\r\n").starts_with("+OK"));
     EXPECT_TRUE(eventually([&] { return server.log().count("login: user=alice") == 2; }));
+    // RFC 7628 §3.2.2: the refusal is an error challenge, then -ERR after the dummy response.
+    TestClient client(server.port());
+    client.line();
+    client.send("AUTH OAUTHBEARER bixhPWFsaWNlLAFhdXRoPUJlYXJlciBmb3JnZWQBAQ==\r\n"); // "forged"
+    EXPECT_EQ(client.line(), "+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NoZW1lcyI6ImJlYXJlciJ9\r\n");
+    client.send("AQ==\r\n");
+    EXPECT_EQ(client.line(), "-ERR [AUTH] Authentication failed.\r\n");
+    EXPECT_TRUE(eventually([&] { return server.log().count("auth failed: user=alice") >= 2; }));
 }
 
 TEST(Server, ExpireZeroDeletesRetrievedMessagesAtQuit)
