@@ -446,8 +446,31 @@ private:
         const std::uint64_t from_offset = original_size + head.size();
         head += m_from_line;
 
+        const std::string_view tail = trimmed ? "\n\n" : "\n"; // (the added LF and) the separator
         auto appended = [&]() -> Result<void> {
             std::uint64_t offset = original_size;
+            if (m_spool_octets <= read_chunk_octets) {
+                // Most mail: the whole entry (From_ line, message, separator) in one write, so a
+                // crash leaves all of it or none of it, never a From_ line without its message.
+                std::string entry = head;
+                entry.resize(head.size() + static_cast<std::size_t>(m_spool_octets));
+                auto count = mbox::pread_full(m_spool.get(), entry.data() + head.size(),
+                                              static_cast<std::size_t>(m_spool_octets), 0);
+                if (!count) {
+                    return fail(count.error());
+                }
+                if (*count != m_spool_octets) {
+                    return fail(errc::delivery_temporary_failure);
+                }
+                entry += tail;
+                if (auto written = mbox::pwrite_all(fd->get(), entry, offset); !written) {
+                    return written;
+                }
+                if (auto synced = mbox::fsync_file(fd->get()); !synced) {
+                    return synced;
+                }
+                return original_size == 0 ? fsync_directory(directory_of(m_paths.mbox)) : Result<void>{};
+            }
             if (auto written = mbox::pwrite_all(fd->get(), head, offset); !written) {
                 return written;
             }
@@ -471,7 +494,6 @@ private:
                 offset += want;
                 lock->refresh();
             }
-            const std::string_view tail = trimmed ? "\n\n" : "\n"; // (the added LF and) the separator
             if (auto written = mbox::pwrite_all(fd->get(), tail, offset); !written) {
                 return written;
             }
