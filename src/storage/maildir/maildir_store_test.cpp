@@ -138,7 +138,9 @@ TEST_F(MaildirTest, QuitWithoutDeletionsLeavesTheIndexWarm)
     // vouching for both directories (its content is not rewritten at all).
     put("cur/1700000000.M1P1.host:2,", "Subject: a\n\nbody\n");
     age_directories();
-    { ASSERT_TRUE(open()); }
+    {
+        ASSERT_TRUE(open());
+    }
     const auto index_before = fs::last_write_time(m_root / maildir_index_file);
     std::string text_before;
     std::getline(std::ifstream(m_root / maildir_index_file), text_before, '\0');
