@@ -132,7 +132,14 @@ Result<std::string> verify_bearer(PassDb& passdb, const sasl::BearerCredentials&
     if (!token_user) {
         return fail(token_user.error());
     }
-    auto record = passdb.lookup(*token_user);
+    return allowed_login(passdb, *token_user);
+}
+
+} // namespace
+
+Result<std::string> allowed_login(PassDb& passdb, std::string_view user)
+{
+    auto record = passdb.lookup(user);
     if (!record) {
         return fail(record.error());
     }
@@ -142,8 +149,6 @@ Result<std::string> verify_bearer(PassDb& passdb, const sasl::BearerCredentials&
     }
     return (*record)->name;
 }
-
-} // namespace
 
 Result<std::optional<sasl::StoredSecret>> lookup_secret(PassDb& passdb, std::string_view user)
 {

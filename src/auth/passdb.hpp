@@ -80,6 +80,11 @@ protected:
                                                      std::string_view unknown_user_scheme = "SHA512-CRYPT",
                                                      const BearerVerifier* bearer_verifier = nullptr);
 
+// For a user whose identity was proven outside the user database (a bearer token, a TLS client
+// certificate): the canonical name if the user exists and is not "nologin" (no password is
+// needed), errc::auth_failed otherwise, errc::auth_temporary_failure when the database fails.
+[[nodiscard]] Result<std::string> allowed_login(PassDb& passdb, std::string_view user);
+
 // The stored secret of a user for the mechanisms that check a proof themselves (SCRAM,
 // CRAM-MD5): nothing for an unknown user, and nothing for one who may not log in (no password,
 // "nologin"), so these mechanisms obey the same rules as verify_credentials().

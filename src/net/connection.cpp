@@ -567,23 +567,25 @@ asio::awaitable<void> Connection::open_maildrop(protocol::ServerSession& session
     if (open.certificate_only) {
         // EXTERNAL: the TLS client certificate proved the name, but the user database decides
         // who may log in. An unknown or "nologin" user is refused as a wrong password would be.
-        auto look_up = [services = m_services, name = open.user] { return services->passdb->lookup(name); };
-        auto record = co_await m_shared.pool.run(std::move(look_up));
-        if (!record || !*record || (*record)->extra_field("nologin")) {
-            const auto error = !record ? record.error() : make_error_code(errc::auth_failed);
+        auto look_up = [services = m_services, name = open.user] {
+            return auth::allowed_login(*services->passdb, name);
+        };
+        auto allowed = co_await m_shared.pool.run(std::move(look_up));
+        if (!allowed) {
+            const bool refused = allowed.error() == errc::auth_failed;
             m_shared.log.warn(
                 "{} session={}",
                 auth::format_auth_failure(open.user, m_remote, "EXTERNAL",
-                                          !record ? "temporary_failure" : "unknown_or_disabled_user"),
+                                          refused ? "unknown_or_disabled_user" : "temporary_failure"),
                 m_id);
-            if (record) {
+            if (refused) {
                 m_shared.throttle.record_failure(m_remote, open.user, auth::AuthThrottle::Clock::now());
                 m_shared.counters.auth_failures.fetch_add(1, std::memory_order_relaxed);
             }
-            session.on_maildrop_opened(error, nullptr);
+            session.on_maildrop_opened(allowed.error(), nullptr);
             co_return;
         }
-        user = (*record)->name;
+        user = std::move(*allowed);
     }
     if (m_user.empty()) {
         // SASL mechanisms that check their own proof (SCRAM, CRAM-MD5, EXTERNAL) log here.
@@ -627,15 +629,8 @@ asio::awaitable<void> Connection::commit(protocol::ServerSession& session,
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
             .count();
     auto commit_them = [maildrop = m_maildrop, marked = std::move(update.deletions),
-                        retrieved = std::move(update.retrieved), expire_days, now]() -> Result<std::size_t> {
-        if (!expire_days) {
-            auto committed = maildrop->commit(marked);
-            if (!committed) {
-                return fail(committed.error());
-            }
-            return std::size_t{0};
-        }
-        return storage::commit_with_retention(*maildrop, marked, retrieved, now, *expire_days);
+                        retrieved = std::move(update.retrieved), expire_days, now] {
+        return storage::commit_with_retention(*maildrop, marked, retrieved, now, expire_days);
     };
     auto committed = co_await m_shared.pool.run(std::move(commit_them));
     if (committed) {

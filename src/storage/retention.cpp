@@ -105,17 +105,18 @@ RetentionPlan plan_retention(const MessageListing& listing, std::string_view rec
 
 Result<std::size_t> commit_with_retention(Maildrop& maildrop, std::span<const MessageIndex> client_deletions,
                                           std::span<const MessageIndex> retrieved, std::int64_t now,
-                                          std::uint32_t expire_days)
+                                          std::optional<std::uint32_t> policy)
 {
     const std::string path = maildrop.retrieval_record_path();
-    if (expire_days > 0 && path.empty()) {
-        // Nowhere to remember retrievals: keep everything the client did not delete.
+    if (!policy || (*policy > 0 && path.empty())) {
+        // No policy, or nowhere to remember retrievals: keep everything the client did not delete.
         auto committed = maildrop.commit(client_deletions);
         if (!committed) {
             return fail(committed.error());
         }
         return std::size_t{0};
     }
+    const std::uint32_t expire_days = *policy;
     std::string old_record;
     if (expire_days > 0) {
         if (auto text = read_small_file(path, max_retrieval_record_octets)) {

@@ -18,6 +18,7 @@
 #include "storage/maildrop.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,12 +43,13 @@ struct RetentionPlan {
                                            std::uint32_t expire_days);
 
 // Commits `client_deletions` and what the policy adds, then writes the record. Returns how many
-// messages the policy added. A maildrop without a record path (memory) supports only
-// expire_days == 0. The commit's error is returned as Maildrop::commit() gives it; a record that
-// cannot be written is not an error (mail is kept longer, never lost).
+// messages the policy added. Without a policy (nothing) it is a plain commit. A maildrop without
+// a record path (memory) supports only expire_days == 0. The commit's error is returned as Maildrop::commit()
+// gives it; a record that cannot be written is not an error (mail is kept longer, never lost).
 [[nodiscard]] Result<std::size_t> commit_with_retention(Maildrop& maildrop,
                                                         std::span<const MessageIndex> client_deletions,
                                                         std::span<const MessageIndex> retrieved,
-                                                        std::int64_t now, std::uint32_t expire_days);
+                                                        std::int64_t now,
+                                                        std::optional<std::uint32_t> expire_days);
 
 } // namespace pigeon::storage

@@ -337,15 +337,7 @@ bool TestClient::start_tls(const TestCertificate* client_certificate, bool legac
 
 std::string TestClient::peer_certificate_der() const
 {
-    X509* certificate = m_ssl != nullptr ? SSL_get0_peer_certificate(m_ssl) : nullptr;
-    const int length = certificate != nullptr ? i2d_X509(certificate, nullptr) : 0;
-    if (length <= 0) {
-        return {};
-    }
-    std::string der(static_cast<std::size_t>(length), '\0');
-    auto* cursor = reinterpret_cast<unsigned char*>(der.data());
-    i2d_X509(certificate, &cursor);
-    return der;
+    return m_ssl != nullptr ? tls::certificate_der(m_ssl, false) : std::string();
 }
 
 } // namespace pigeon::test
