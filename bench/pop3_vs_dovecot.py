@@ -406,8 +406,8 @@ path = "{passwd}"
 plaintext = "always"
 
 [limits]
-max_connections = 20000
-max_connections_per_ip = 20000
+max_connections = 15000
+max_connections_per_ip = 15000
 shutdown_grace = "2s"
 
 [log]

@@ -76,10 +76,12 @@ static int run(int argc, char** argv)
     }
     pigeon::server::Server server(std::move(*services), std::move(*listeners),
                                   pigeon::server::tuning_from(*config), *log);
-    // Every session holds two descriptors (socket, maildrop lock); the listeners, loops, log and
-    // a message being read need a few more.
-    const std::uint64_t needed = 2ULL * config->limits.max_connections + 64;
-    if (auto files = pigeon::server::raise_file_limit(needed); !files) {
+    // An idle session holds one descriptor (its socket; maildrop locks hold none), a session
+    // sending a message one more; the listeners, loops and log need a few. Ask for the peak, warn
+    // below what idle sessions need.
+    const std::uint64_t peak = 2ULL * config->limits.max_connections + 64;
+    const std::uint64_t needed = config->limits.max_connections + 64ULL;
+    if (auto files = pigeon::server::raise_file_limit(peak); !files) {
         (*log)->warn("{}", files.error());
     } else if (*files < needed) {
         (*log)->warn("open-file limit {} is below the {} that limits.max_connections = {} needs: raise "

@@ -5,6 +5,7 @@
 #include "auth/password_scheme.hpp"
 #include "auth/sqlite/sqlite_passdb.hpp"
 #include "storage/maildir/maildir_store.hpp"
+#include "storage/maildrop_lock.hpp"
 #include "storage/mbox/mbox_store.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -431,10 +432,25 @@ void Server::run(bool handle_signals)
             },
             asio::detached);
     }
+    // Maildrop locks hold no descriptor; their owner records are kept fresh for the processes
+    // that cannot check this one's PID (storage/maildrop_lock.hpp).
+    auto lock_refresh = std::make_shared<asio::steady_timer>(main_loop);
+    asio::co_spawn(
+        main_loop,
+        [this, lock_refresh]() -> asio::awaitable<void> {
+            while (!m_stopping) {
+                lock_refresh->expires_after(storage::LockRegistry::refresh_interval);
+                co_await lock_refresh->async_wait(nothrow);
+                if (!m_stopping) {
+                    storage::LockRegistry::process().refresh();
+                }
+            }
+        },
+        asio::detached);
     // The stop sequence releases the guards; keep them reachable from it.
     asio::co_spawn(
         main_loop,
-        [this, guards, &signals]() -> asio::awaitable<void> {
+        [this, guards, lock_refresh, &signals]() -> asio::awaitable<void> {
             // Waits for begin_stop() (m_stopping) without polling: a timer cancelled by it.
             asio::steady_timer wake(*m_loops.front(), asio::steady_timer::time_point::max());
             if (!m_stopping) {
@@ -465,6 +481,7 @@ void Server::run(bool handle_signals)
                 std::error_code ec;
                 signals->cancel(ec);
             }
+            lock_refresh->cancel();
             guards->clear();
         },
         asio::detached);

@@ -122,8 +122,8 @@ private:
                                                               const std::string& group);
 
 // Raises the soft limit on open files to the hard limit, and as root (before dropping privileges)
-// the hard limit itself up to `wanted`: every session holds two descriptors (its socket and its
-// maildrop's lock), so the usual soft limit of 1024 would stop pigeond near 500 sessions. Returns
+// the hard limit itself up to `wanted`: every session holds its socket, and one more while it
+// sends a message, so the usual soft limit of 1024 would stop pigeond near 1,000 sessions. Returns
 // the limit now in force, or the error that prevented reading it.
 [[nodiscard]] tl::expected<std::uint64_t, std::string> raise_file_limit(std::uint64_t wanted);
 

@@ -1,19 +1,32 @@
 // Exclusive access to a maildrop (RFC 1939 §8: one POP3 session at a time), across processes
-// and within one. The lock is an flock() on a lock file, so it dies with the process that held
-// it: a crashed server never leaves a maildrop locked. Within a process a registry remembers who
-// holds which lock, so a new login can take over the session of a client that vanished (POP3's
-// intermittent links) when the server allows it: the old holder is marked revoked, its commit is
-// refused, and the lock passes to the new session without ever being released in between.
+// and within one, without holding a file descriptor while the session lasts: a server with
+// 10,000 sessions needs 10,000 sockets, not 20,000 descriptors.
+//
+// Across processes the lock is an owner record in a lock file: boot id, PID namespace, PID and
+// the process's start time, a token of the registry, and the host name. The record is read and
+// written under a brief flock(), so two processes never both take a free lock; a free lock is
+// an empty file. A record whose process is gone (a crash, kill -9, a reboot, a PID reused by
+// another program) is stale and taken over, so a crashed server never leaves a maildrop locked.
+// A record that cannot be checked here (another host sharing the mail store, another PID
+// namespace) is honoured while its holder keeps it fresh: refresh() touches every held lock and
+// a record untouched for stale_after is taken over.
+//
+// Within a process a registry remembers who holds which lock, so a new login can take over the
+// session of a client that vanished (POP3's intermittent links) when the server allows it: the
+// old holder is marked revoked, its commit is refused, and the lock passes to the new session
+// without ever being released in between.
 #pragma once
 
 #include "core/result.hpp"
-#include "storage/fs_util.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <sys/types.h>
 
 namespace pigeon::storage {
 
@@ -38,23 +51,38 @@ private:
 
 class LockRegistry {
 public:
-    // The registry of this process: flock() locks belong to open files, which are process-wide.
+    // A record another host or PID namespace wrote, and nobody refreshed for this long, is stale.
+    static constexpr std::chrono::seconds stale_after{300};
+    // How often a server should call refresh() so its own records never look stale.
+    static constexpr std::chrono::seconds refresh_interval{60};
+
+    LockRegistry();
+
+    // The registry of this process.
     static LockRegistry& process();
 
     // errc::maildrop_in_use if another session holds the lock and takeover is false, or if
     // another process holds it.
     [[nodiscard]] Result<std::shared_ptr<MaildropLock>> acquire(const std::string& lock_path, bool takeover);
 
+    // Touches every lock this registry holds (see stale_after). Returns how many were touched.
+    std::size_t refresh();
+
+    // How many locks this registry holds.
+    [[nodiscard]] std::size_t held() const;
+
 private:
     friend class MaildropLock;
     void release(const std::string& lock_path, const MaildropLock* holder);
+    // This process's record, computed once per PID (a forked child is another process).
+    // Called with m_mutex held.
+    [[nodiscard]] const std::string& owner_record();
 
-    struct Entry {
-        UniqueFd fd;
-        std::weak_ptr<MaildropLock> holder;
-    };
-    std::mutex m_mutex;
-    std::map<std::string, Entry> m_held;
+    std::uint64_t m_token;
+    pid_t m_record_pid = 0;
+    std::string m_record;
+    mutable std::mutex m_mutex;
+    std::map<std::string, std::weak_ptr<MaildropLock>> m_held;
 };
 
 } // namespace pigeon::storage
