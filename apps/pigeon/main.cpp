@@ -2,6 +2,7 @@
 // application, registers each sub-command (one line each, defined in its own file beside this
 // one), parses, and returns the exit code the sub-command chose (exit_codes.hpp).
 #include "exit_codes.hpp"
+#include "fetch_command.hpp"
 #include "hash_command.hpp"
 #include "user_command.hpp"
 
@@ -18,6 +19,7 @@ int run(int argc, char** argv)
     app.require_subcommand(1);
     int exit_code = pigeon::cli::exit_success;
 
+    pigeon::cli::add_fetch_command(app, exit_code);
     pigeon::cli::add_hash_command(app, exit_code);
     pigeon::cli::add_user_command(app, exit_code);
 

@@ -129,4 +129,15 @@ bool is_valid_utf8(std::string_view text) noexcept
     return true;
 }
 
+std::vector<std::string_view> split_words(std::string_view text)
+{
+    std::vector<std::string_view> out;
+    while (!text.empty()) {
+        const auto space = text.find(' ');
+        out.push_back(text.substr(0, space));
+        text.remove_prefix(space == std::string_view::npos ? text.size() : space + 1);
+    }
+    return out;
+}
+
 } // namespace pigeon

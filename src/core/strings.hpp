@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pigeon {
 
@@ -29,6 +30,9 @@ namespace pigeon {
 }
 
 [[nodiscard]] std::string to_ascii_upper(std::string_view text);
+
+// The words of `text` between single spaces (empty words kept: "a  b" gives "a", "", "b").
+[[nodiscard]] std::vector<std::string_view> split_words(std::string_view text);
 
 // Parses a non-empty run of ASCII digits (no sign, no spaces) that fits in 32 bits.
 [[nodiscard]] std::optional<std::uint32_t> parse_u32(std::string_view digits) noexcept;

@@ -34,23 +34,6 @@ std::string lower(std::string_view text)
     return out;
 }
 
-int protocol_version(std::string_view name)
-{
-    if (name == "TLSv1") {
-        return TLS1_VERSION;
-    }
-    if (name == "TLSv1.1") {
-        return TLS1_1_VERSION;
-    }
-    if (name == "TLSv1.2") {
-        return TLS1_2_VERSION;
-    }
-    if (name == "TLSv1.3") {
-        return TLS1_3_VERSION;
-    }
-    return 0;
-}
-
 // The DNS names of a certificate: subjectAltName DNS entries, else the subject's common name
 // (RFC 6125 §6.4.4).
 std::vector<std::string> certificate_names(X509* cert)
@@ -248,6 +231,23 @@ std::string describe(SSL* ssl)
         out += cipher;
     }
     return out;
+}
+
+int protocol_version(std::string_view name)
+{
+    if (name == "TLSv1") {
+        return TLS1_VERSION;
+    }
+    if (name == "TLSv1.1") {
+        return TLS1_1_VERSION;
+    }
+    if (name == "TLSv1.2") {
+        return TLS1_2_VERSION;
+    }
+    if (name == "TLSv1.3") {
+        return TLS1_3_VERSION;
+    }
+    return 0;
 }
 
 } // namespace pigeon::tls

@@ -70,6 +70,9 @@ private:
 // sasl::tls_server_end_point() turns the server's into RFC 5929 channel-binding data.
 [[nodiscard]] std::string certificate_der(SSL* ssl, bool own);
 
+// OpenSSL's number for "TLSv1", "TLSv1.1", "TLSv1.2" or "TLSv1.3"; 0 for anything else.
+[[nodiscard]] int protocol_version(std::string_view name);
+
 // "TLSv1.3 TLS_AES_256_GCM_SHA384", for logs.
 [[nodiscard]] std::string describe(SSL* ssl);
 

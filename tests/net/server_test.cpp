@@ -22,21 +22,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Waits for a condition the server reaches on its own (a session noticing its client left),
-// checking every millisecond up to a bound: the bound is a failure, not a synchronisation.
-template <class Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds bound = 10s)
-{
-    const auto deadline = std::chrono::steady_clock::now() + bound;
-    while (!predicate()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
-}
-
 struct Fixture {
     std::shared_ptr<storage::MemoryMaildropStore> store = std::make_shared<storage::MemoryMaildropStore>();
     std::shared_ptr<auth::MemoryPassDb> passdb = std::make_shared<auth::MemoryPassDb>();

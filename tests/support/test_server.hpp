@@ -103,6 +103,21 @@ private:
     SSL* m_ssl = nullptr;
 };
 
+// Waits for a condition the server reaches on its own (a session noticing its client left),
+// checking every millisecond up to a bound: the bound is a failure, not a synchronisation.
+template <class Predicate>
+bool eventually(Predicate predicate, std::chrono::milliseconds bound = std::chrono::seconds(10))
+{
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!predicate()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+}
+
 // The Services of a test: memory backends, plaintext allowed, no TLS unless given.
 [[nodiscard]] std::shared_ptr<net::Services>
 test_services(std::shared_ptr<storage::MaildropStore> store, std::shared_ptr<auth::PassDb> passdb,

@@ -2,7 +2,10 @@
 
 #include "storage/fs_util.hpp"
 
+#include <array>
 #include <cerrno>
+#include <charconv>
+#include <csignal>
 #include <fcntl.h>
 #include <string_view>
 #include <sys/stat.h>
@@ -28,10 +31,29 @@ bool sleep_until_next_try(std::chrono::steady_clock::time_point deadline, std::c
     return true;
 }
 
-bool is_stale(const struct stat& st)
+bool is_stale(const std::string& path, const struct stat& st)
 {
     const auto modified = std::chrono::system_clock::from_time_t(st.st_mtim.tv_sec);
-    return std::chrono::system_clock::now() - modified > stale_dotlock_age;
+    if (std::chrono::system_clock::now() - modified > stale_dotlock_age) {
+        return true;
+    }
+    // A dotlock that names a PID (as Pigeon's and liblockfile's do) whose process is gone: a
+    // writer killed while it held the lock, which need not block everyone for five minutes.
+    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd.valid()) {
+        return false;
+    }
+    std::array<char, 32> text{};
+    const ssize_t got = ::read(fd.get(), text.data(), text.size() - 1);
+    if (got <= 1 || text[static_cast<std::size_t>(got) - 1] != '\n') {
+        return false;
+    }
+    pid_t pid = 0;
+    const char* end = text.data() + got - 1;
+    if (std::from_chars(text.data(), end, pid).ptr != end || pid <= 0) {
+        return false;
+    }
+    return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
 
 } // namespace
@@ -64,8 +86,8 @@ Result<MboxLock> MboxLock::acquire(int fd, const std::string& mbox_path, const O
                 return fail(last_errno());
             }
             struct stat st {};
-            if (::lstat(path.c_str(), &st) == 0 && is_stale(st)) {
-                ::unlink(path.c_str()); // its owner died long ago (a race with another remover is harmless)
+            if (::lstat(path.c_str(), &st) == 0 && is_stale(path, st)) {
+                ::unlink(path.c_str()); // its owner died (a race with another remover is harmless)
                 continue;
             }
             if (!sleep_until_next_try(deadline, delay)) {

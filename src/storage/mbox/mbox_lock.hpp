@@ -1,9 +1,9 @@
 // Locking an mbox against the other programs that write it, as Postfix's local(8) and mutt do:
-// a dotlock ("<mbox>.lock", created atomically with O_EXCL; one older than five minutes is stale
-// and removed) and an fcntl() write lock on the whole mbox. Both are tried again and again until
-// a deadline, never waited on forever. Pigeon holds them while it appends and while it rewrites,
-// and briefly at login to read a consistent mbox, never for a whole POP3 session (MaildropLock
-// is the session's lock).
+// a dotlock ("<mbox>.lock", created atomically with O_EXCL, holding our PID; one older than five
+// minutes, or naming a PID that no longer runs, is stale and removed) and an fcntl() write lock on the whole
+// mbox. Both are tried again and again until a deadline, never waited on forever. Pigeon holds them while it
+// appends and while it rewrites, and briefly at login to read a consistent mbox, never for a whole POP3
+// session (MaildropLock is the session's lock).
 //
 // The fcntl lock is an open-file-description lock (F_OFD_SETLK) where the kernel has them: it
 // conflicts with the F_SETLK locks of Postfix and mutt exactly as theirs do with each other,

@@ -1,0 +1,665 @@
+#include "client/sink.hpp"
+
+#include "core/strings.hpp"
+#include "storage/fs_util.hpp"
+#include "storage/mbox/mbox_io.hpp"
+#include "storage/mbox/mbox_lock.hpp"
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <dirent.h>
+#include <fcntl.h>
+#include <filesystem>
+#include <fmt/format.h>
+#include <poll.h>
+#include <random>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace pigeon::client {
+namespace {
+
+using storage::UniqueFd;
+
+std::string errno_text(const std::string& what)
+{
+    return fmt::format("{}: {}", what, std::strerror(errno));
+}
+
+std::string host_name()
+{
+    std::array<char, 256> host{};
+    if (::gethostname(host.data(), host.size() - 1) != 0 || host[0] == '\0') {
+        return "localhost";
+    }
+    std::string name = host.data();
+    // maildir(5): '/' and ':' cannot appear in a file name part.
+    for (char& c : name) {
+        if (c == '/' || c == ':') {
+            c = '_';
+        }
+    }
+    return name;
+}
+
+// "1700000000.M123456P42Q7R3f9a…" : unique on this host (time, microseconds, PID, a counter and
+// random bits, as Dovecot's names are).
+std::string unique_base()
+{
+    static std::atomic<std::uint64_t> counter{0};
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    std::random_device random;
+    return fmt::format("{}.M{}P{}Q{}R{:08x}", now.tv_sec, now.tv_nsec / 1000, ::getpid(), ++counter,
+                       random());
+}
+
+SinkResult fsync_dir(const std::string& path)
+{
+    if (auto done = storage::fsync_directory(path); !done) {
+        return tl::unexpected(fmt::format("{}: {}", path, done.error().message()));
+    }
+    return {};
+}
+
+SinkResult write_fd(int fd, std::string_view bytes, const std::string& path)
+{
+    if (auto done = storage::write_all(fd, bytes); !done) {
+        return tl::unexpected(fmt::format("{}: {}", path, done.error().message()));
+    }
+    return {};
+}
+
+// A file name we made (no '/', no leading '.').
+bool plain_name(std::string_view name)
+{
+    return !name.empty() && name.front() != '.' && name.find('/') == std::string_view::npos;
+}
+
+// --- Maildir ------------------------------------------------------------------------------------
+
+class MaildirMessage final : public SinkMessage {
+public:
+    MaildirMessage(std::string root, std::string tmp_name, UniqueFd fd)
+        : m_root(std::move(root)), m_tmp_name(std::move(tmp_name)), m_fd(std::move(fd))
+    {
+    }
+    MaildirMessage(const MaildirMessage&) = delete;
+    MaildirMessage& operator=(const MaildirMessage&) = delete;
+    MaildirMessage(MaildirMessage&&) = delete;
+    MaildirMessage& operator=(MaildirMessage&&) = delete;
+    ~MaildirMessage() override
+    {
+        if (!m_published) {
+            ::unlink(tmp_path().c_str());
+        }
+    }
+
+    SinkResult write(std::string_view bytes) override
+    {
+        m_octets += bytes.size();
+        return write_fd(m_fd.get(), bytes, tmp_path());
+    }
+
+    SinkResult prepare() override
+    {
+        if (::fsync(m_fd.get()) != 0) {
+            return tl::unexpected(errno_text(tmp_path()));
+        }
+        m_fd.reset();
+        // ",S=" is the file's size, as Dovecot writes it, so readers need not stat it.
+        m_final_name = fmt::format("{},S={}", m_tmp_name, m_octets);
+        return {};
+    }
+
+    SinkResult publish(const std::function<SinkResult(const std::string&)>& intend) override
+    {
+        if (auto noted = intend(fmt::format("maildir {} {}", m_final_name, m_tmp_name)); !noted) {
+            return noted;
+        }
+        const std::string final_path = m_root + "/new/" + m_final_name;
+        if (::rename(tmp_path().c_str(), final_path.c_str()) != 0) {
+            return tl::unexpected(errno_text(final_path));
+        }
+        m_published = true;
+        return fsync_dir(m_root + "/new");
+    }
+
+private:
+    [[nodiscard]] std::string tmp_path() const { return m_root + "/tmp/" + m_tmp_name; }
+
+    std::string m_root;
+    std::string m_tmp_name;
+    std::string m_final_name;
+    UniqueFd m_fd;
+    std::uint64_t m_octets = 0;
+    bool m_published = false;
+};
+
+class MaildirSink final : public Sink {
+public:
+    explicit MaildirSink(std::string root) : m_root(std::move(root)), m_host(host_name()) {}
+
+    tl::expected<std::unique_ptr<SinkMessage>, std::string> begin() override
+    {
+        if (!m_ready) {
+            for (const char* folder : {"", "/tmp", "/new", "/cur"}) {
+                const std::string path = m_root + folder;
+                if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+                    return tl::unexpected(errno_text(path));
+                }
+            }
+            m_ready = true;
+        }
+        const std::string name = fmt::format("{}.{}", unique_base(), m_host);
+        const std::string path = m_root + "/tmp/" + name;
+        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+        if (!fd.valid()) {
+            return tl::unexpected(errno_text(path));
+        }
+        return std::make_unique<MaildirMessage>(m_root, name, std::move(fd));
+    }
+
+    tl::expected<bool, std::string> resolve(const std::string& target) override
+    {
+        const auto words = split_words(target);
+        if (words.size() != 3 || words[0] != "maildir" || !plain_name(words[1]) || !plain_name(words[2])) {
+            return tl::unexpected(fmt::format("damaged pending delivery \"{}\"", target));
+        }
+        const std::string final_name(words[1]);
+        struct stat st {};
+        if (::lstat((m_root + "/new/" + final_name).c_str(), &st) == 0) {
+            return true;
+        }
+        // A mail reader may have moved it to cur/, adding ":2,flags".
+        if (DIR* dir = ::opendir((m_root + "/cur").c_str()); dir != nullptr) {
+            bool found = false;
+            while (const dirent* entry = ::readdir(dir)) {
+                const std::string_view name = entry->d_name;
+                if (name == final_name || (name.starts_with(final_name) && name[final_name.size()] == ':')) {
+                    found = true;
+                    break;
+                }
+            }
+            ::closedir(dir);
+            if (found) {
+                return true;
+            }
+        }
+        // Killed between the journal and the rename: the file in tmp/ is complete (fsynced
+        // before the journal line was written), so the rename can be done now.
+        const std::string tmp_path = m_root + "/tmp/" + std::string(words[2]);
+        if (::lstat(tmp_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+            const std::string final_path = m_root + "/new/" + final_name;
+            if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+                return tl::unexpected(errno_text(final_path));
+            }
+            if (auto synced = fsync_dir(m_root + "/new"); !synced) {
+                return tl::unexpected(synced.error());
+            }
+            return true;
+        }
+        return false;
+    }
+
+    [[nodiscard]] std::string describe() const override { return "maildir " + m_root; }
+
+private:
+    std::string m_root;
+    std::string m_host;
+    bool m_ready = false;
+};
+
+// --- spool files (mbox, command) ----------------------------------------------------------------
+
+SinkResult ensure_directory(const std::string& path)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) {
+        return tl::unexpected(fmt::format("{}: {}", path, ec.message()));
+    }
+    (void)::chmod(path.c_str(), 0700);
+    return {};
+}
+
+class SpoolFile {
+public:
+    static tl::expected<SpoolFile, std::string> create(const std::string& directory)
+    {
+        if (auto made = ensure_directory(directory); !made) {
+            return tl::unexpected(made.error());
+        }
+        SpoolFile spool;
+        spool.m_name = unique_base();
+        spool.m_path = directory + "/" + spool.m_name;
+        spool.m_fd.reset(
+            ::open(spool.m_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+        if (!spool.m_fd.valid()) {
+            return tl::unexpected(errno_text(spool.m_path));
+        }
+        return spool;
+    }
+    SpoolFile() = default;
+    SpoolFile(SpoolFile&&) = default;
+    SpoolFile& operator=(SpoolFile&&) = default;
+    SpoolFile(const SpoolFile&) = delete;
+    SpoolFile& operator=(const SpoolFile&) = delete;
+    ~SpoolFile()
+    {
+        if (!m_path.empty()) {
+            ::unlink(m_path.c_str());
+        }
+    }
+
+    SinkResult write(std::string_view bytes)
+    {
+        m_octets += bytes.size();
+        return write_fd(m_fd.get(), bytes, m_path);
+    }
+    SinkResult sync()
+    {
+        if (::fsync(m_fd.get()) != 0) {
+            return tl::unexpected(errno_text(m_path));
+        }
+        return {};
+    }
+    [[nodiscard]] int fd() const noexcept { return m_fd.get(); }
+    [[nodiscard]] const std::string& name() const noexcept { return m_name; }
+    [[nodiscard]] const std::string& path() const noexcept { return m_path; }
+    [[nodiscard]] std::uint64_t octets() const noexcept { return m_octets; }
+
+private:
+    std::string m_name;
+    std::string m_path;
+    UniqueFd m_fd;
+    std::uint64_t m_octets = 0;
+};
+
+// --- mbox ---------------------------------------------------------------------------------------
+
+std::string from_line()
+{
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    ::gmtime_r(&now, &utc);
+    std::array<char, 64> date{};
+    (void)std::strftime(date.data(), date.size(), "%a %b %e %H:%M:%S %Y", &utc);
+    return fmt::format("From MAILER-DAEMON {}\n", date.data());
+}
+
+struct OpenMbox {
+    UniqueFd fd;
+    storage::mbox::MboxLock lock;
+};
+
+tl::expected<OpenMbox, std::string> open_locked(const std::string& path, bool create)
+{
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600));
+    if (!fd.valid()) {
+        return tl::unexpected(errno_text(path));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return tl::unexpected(fmt::format("{}: not a regular file", path));
+    }
+    auto lock = storage::mbox::MboxLock::acquire(fd.get(), path, {});
+    if (!lock) {
+        return tl::unexpected(fmt::format("{}: cannot lock it: {}", path, lock.error().message()));
+    }
+    return OpenMbox{std::move(fd), std::move(*lock)};
+}
+
+class MboxMessage final : public SinkMessage {
+public:
+    MboxMessage(std::string mbox, SpoolFile spool) : m_mbox(std::move(mbox)), m_spool(std::move(spool)) {}
+
+    SinkResult write(std::string_view bytes) override
+    {
+        std::string quoted;
+        m_quoter.feed(bytes, quoted);
+        if (!quoted.empty()) {
+            m_last = quoted.back();
+        }
+        return m_spool.write(quoted);
+    }
+
+    SinkResult prepare() override
+    {
+        std::string tail;
+        m_quoter.finish(tail);
+        if (!tail.empty()) {
+            m_last = tail.back();
+        }
+        if (m_last != '\n') {
+            tail += '\n'; // the next From_ line must start a line
+        }
+        tail += '\n'; // the blank separator line
+        if (auto written = m_spool.write(tail); !written) {
+            return written;
+        }
+        return m_spool.sync();
+    }
+
+    SinkResult publish(const std::function<SinkResult(const std::string&)>& intend) override
+    {
+        auto hash = storage::mbox::hash_file_range(m_spool.fd(), 0, m_spool.octets());
+        if (!hash) {
+            return tl::unexpected(fmt::format("{}: {}", m_spool.path(), hash.error().message()));
+        }
+        auto opened = open_locked(m_mbox, true);
+        if (!opened) {
+            return tl::unexpected(opened.error());
+        }
+        const int fd = opened->fd.get();
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) {
+            return tl::unexpected(errno_text(m_mbox));
+        }
+        auto offset = static_cast<std::uint64_t>(st.st_size);
+        if (offset > 0) {
+            char last = '\n';
+            if (auto got = storage::mbox::pread_full(fd, &last, 1, offset - 1); !got || *got != 1) {
+                return tl::unexpected(errno_text(m_mbox));
+            }
+            if (last != '\n') {
+                if (auto fixed = storage::mbox::pwrite_all(fd, "\n\n", offset); !fixed) {
+                    return tl::unexpected(fmt::format("{}: {}", m_mbox, fixed.error().message()));
+                }
+                offset += 2;
+            }
+        }
+        if (auto noted =
+                intend(fmt::format("mbox {} {} {} {}", offset, m_spool.octets(), *hash, m_spool.name()));
+            !noted) {
+            return noted;
+        }
+        std::array<char, 65536> buffer{};
+        for (std::uint64_t done = 0; done < m_spool.octets();) {
+            auto got = storage::mbox::pread_full(
+                m_spool.fd(), buffer.data(), std::min<std::uint64_t>(buffer.size(), m_spool.octets() - done),
+                done);
+            if (!got || *got == 0) {
+                return tl::unexpected(fmt::format("{}: cannot read it back", m_spool.path()));
+            }
+            if (auto written =
+                    storage::mbox::pwrite_all(fd, std::string_view(buffer.data(), *got), offset + done);
+                !written) {
+                // Take the partial append back; the message stays on the server.
+                (void)::ftruncate(fd, static_cast<off_t>(offset));
+                return tl::unexpected(fmt::format("{}: {}", m_mbox, written.error().message()));
+            }
+            done += *got;
+        }
+        if (auto synced = storage::mbox::fsync_file(fd); !synced) {
+            (void)::ftruncate(fd, static_cast<off_t>(offset));
+            return tl::unexpected(fmt::format("{}: {}", m_mbox, synced.error().message()));
+        }
+        return {};
+    }
+
+private:
+    std::string m_mbox;
+    SpoolFile m_spool;
+    MboxrdQuoter m_quoter;
+    char m_last = '\n';
+};
+
+class MboxSink final : public Sink {
+public:
+    MboxSink(std::string path, std::string spool) : m_path(std::move(path)), m_spool(std::move(spool)) {}
+
+    tl::expected<std::unique_ptr<SinkMessage>, std::string> begin() override
+    {
+        auto spool = SpoolFile::create(m_spool);
+        if (!spool) {
+            return tl::unexpected(spool.error());
+        }
+        if (auto written = spool->write(from_line()); !written) {
+            return tl::unexpected(written.error());
+        }
+        return std::make_unique<MboxMessage>(m_path, std::move(*spool));
+    }
+
+    tl::expected<bool, std::string> resolve(const std::string& target) override
+    {
+        const auto words = split_words(target);
+        std::uint64_t offset = 0;
+        std::uint64_t length = 0;
+        if (words.size() != 5 || words[0] != "mbox" || !plain_name(words[4]) ||
+            std::from_chars(words[1].data(), words[1].data() + words[1].size(), offset).ec != std::errc() ||
+            std::from_chars(words[2].data(), words[2].data() + words[2].size(), length).ec != std::errc()) {
+            return tl::unexpected(fmt::format("damaged pending delivery \"{}\"", target));
+        }
+        const std::string spool_path = m_spool + "/" + std::string(words[4]);
+        auto opened = open_locked(m_path, true);
+        if (!opened) {
+            return tl::unexpected(opened.error());
+        }
+        const int fd = opened->fd.get();
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) {
+            return tl::unexpected(errno_text(m_path));
+        }
+        const auto size = static_cast<std::uint64_t>(st.st_size);
+        bool delivered = false;
+        if (size >= offset + length) {
+            auto hash = storage::mbox::hash_file_range(fd, offset, offset + length);
+            delivered = hash && *hash == words[3];
+        }
+        if (!delivered && size > offset && size < offset + length) {
+            // Killed mid-append: remove the partial message if it is ours, byte for byte.
+            const UniqueFd spool(::open(spool_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+            auto ours = spool.valid() ? storage::mbox::hash_file_range(spool.get(), 0, size - offset)
+                                      : Result<std::string>(tl::unexpected(std::error_code()));
+            auto theirs = storage::mbox::hash_file_range(fd, offset, size);
+            if (ours && theirs && *ours == *theirs) {
+                if (::ftruncate(fd, static_cast<off_t>(offset)) != 0 || ::fsync(fd) != 0) {
+                    return tl::unexpected(errno_text(m_path));
+                }
+            } else {
+                return tl::unexpected(
+                    fmt::format("{}: a delivery was cut short at offset {} and cannot be taken "
+                                "back safely; check the end of the mbox",
+                                m_path, offset));
+            }
+        }
+        ::unlink(spool_path.c_str());
+        return delivered;
+    }
+
+    [[nodiscard]] std::string describe() const override { return "mbox " + m_path; }
+
+private:
+    std::string m_path;
+    std::string m_spool;
+};
+
+// --- command ------------------------------------------------------------------------------------
+
+class CommandMessage final : public SinkMessage {
+public:
+    CommandMessage(std::string command, SpoolFile spool, const SinkOptions& options)
+        : m_command(std::move(command)), m_spool(std::move(spool)), m_options(options)
+    {
+    }
+
+    SinkResult write(std::string_view bytes) override { return m_spool.write(bytes); }
+    SinkResult prepare() override { return m_spool.sync(); }
+
+    SinkResult publish(const std::function<SinkResult(const std::string&)>& intend) override
+    {
+        if (auto noted = intend(fmt::format("command {}", m_spool.name())); !noted) {
+            return noted;
+        }
+        if (::lseek(m_spool.fd(), 0, SEEK_SET) != 0) {
+            return tl::unexpected(errno_text(m_spool.path()));
+        }
+        const pid_t child = ::fork();
+        if (child < 0) {
+            return tl::unexpected(errno_text("fork"));
+        }
+        if (child == 0) {
+            ::dup2(m_spool.fd(), STDIN_FILENO);
+            ::dup2(STDERR_FILENO, STDOUT_FILENO); // keep pigeon's own output (--json) clean
+            ::setenv("PIGEON_ACCOUNT", m_options.account.c_str(), 1);
+            ::execl("/bin/sh", "sh", "-c", m_command.c_str(), static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
+        if (pidfd >= 0) {
+            pollfd entry{pidfd, POLLIN, 0};
+            const auto ms = static_cast<int>(m_options.command_timeout.count());
+            if (::poll(&entry, 1, ms) == 0) {
+                ::kill(child, SIGKILL);
+                ::waitpid(child, nullptr, 0);
+                ::close(pidfd);
+                return tl::unexpected(fmt::format("delivery command timed out after {} s: {}",
+                                                  m_options.command_timeout.count() / 1000, m_command));
+            }
+            ::close(pidfd);
+        }
+        int status = 0;
+        while (::waitpid(child, &status, 0) < 0) {
+            if (errno != EINTR) {
+                return tl::unexpected(errno_text("waitpid"));
+            }
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            return {};
+        }
+        return tl::unexpected(
+            WIFEXITED(status)
+                ? fmt::format("delivery command exited with status {}{}: {}", WEXITSTATUS(status),
+                              WEXITSTATUS(status) == 75 ? " (temporary failure)" : "", m_command)
+                : fmt::format("delivery command killed by signal {}: {}", WTERMSIG(status), m_command));
+    }
+
+private:
+    std::string m_command;
+    SpoolFile m_spool;
+    const SinkOptions& m_options;
+};
+
+class CommandSink final : public Sink {
+public:
+    CommandSink(std::string command, SinkOptions options)
+        : m_command(std::move(command)), m_options(std::move(options))
+    {
+    }
+
+    tl::expected<std::unique_ptr<SinkMessage>, std::string> begin() override
+    {
+        auto spool = SpoolFile::create(m_options.spool_directory);
+        if (!spool) {
+            return tl::unexpected(spool.error());
+        }
+        return std::make_unique<CommandMessage>(m_command, std::move(*spool), m_options);
+    }
+
+    tl::expected<bool, std::string> resolve(const std::string& target) override
+    {
+        // A command cannot be asked whether it delivered: deliver again (at least once).
+        const auto words = split_words(target);
+        if (words.size() == 2 && plain_name(words[1])) {
+            ::unlink((m_options.spool_directory + "/" + std::string(words[1])).c_str());
+        }
+        return false;
+    }
+
+    [[nodiscard]] std::string describe() const override { return "command " + m_command; }
+
+private:
+    std::string m_command;
+    SinkOptions m_options;
+};
+
+} // namespace
+
+void CrlfToLf::feed(std::string_view in, std::string& out)
+{
+    for (const char c : in) {
+        if (m_cr) {
+            m_cr = false;
+            if (c != '\n') {
+                out += '\r';
+            }
+        }
+        if (c == '\r') {
+            m_cr = true;
+            continue;
+        }
+        out += c;
+    }
+}
+
+void CrlfToLf::finish(std::string& out)
+{
+    if (m_cr) {
+        out += '\r';
+        m_cr = false;
+    }
+}
+
+void MboxrdQuoter::feed(std::string_view in, std::string& out)
+{
+    static constexpr std::string_view from = "From ";
+    for (const char c : in) {
+        if (!m_line_start) {
+            out += c;
+            m_line_start = c == '\n';
+            continue;
+        }
+        // At the start of a line: hold '>'s and a prefix of "From " until it is decided.
+        m_held += c;
+        const std::size_t gts = m_held.find_first_not_of('>');
+        if (gts == std::string::npos) {
+            continue; // only '>'s so far
+        }
+        const std::string_view rest = std::string_view(m_held).substr(gts);
+        if (from.starts_with(rest)) {
+            if (rest.size() == from.size()) {
+                out += '>';
+                out += m_held;
+                m_held.clear();
+                m_line_start = false;
+            }
+            continue;
+        }
+        out += m_held;
+        m_line_start = m_held.back() == '\n';
+        m_held.clear();
+    }
+}
+
+void MboxrdQuoter::finish(std::string& out)
+{
+    out += m_held;
+    m_held.clear();
+    m_line_start = true;
+}
+
+tl::expected<std::unique_ptr<Sink>, std::string> make_sink(const std::string& deliver_to,
+                                                           const SinkOptions& options)
+{
+    if (deliver_to.starts_with("maildir:") && deliver_to.size() > 8) {
+        return std::make_unique<MaildirSink>(deliver_to.substr(8));
+    }
+    if (deliver_to.starts_with("mbox:") && deliver_to.size() > 5) {
+        return std::make_unique<MboxSink>(deliver_to.substr(5), options.spool_directory);
+    }
+    if (deliver_to.starts_with("command:") && deliver_to.size() > 8) {
+        return std::make_unique<CommandSink>(deliver_to.substr(8), options);
+    }
+    return tl::unexpected(
+        fmt::format("deliver_to \"{}\": must be maildir:PATH, mbox:PATH or command:COMMAND", deliver_to));
+}
+
+} // namespace pigeon::client
