@@ -33,7 +33,7 @@ The password comes from password_command (--password-command), for keyrings and 
 asked on the terminal; never from the command line.
 
 Exit codes (the worst over all accounts):
-  0   new mail was stored
+  0   new mail was stored (with --serverinfo: the server was reached and described)
   1   nothing new
   2   usage error
   75  temporary failure: network, server busy ([IN-USE], [LOGIN-DELAY], [SYS/TEMP]), a message
@@ -271,8 +271,11 @@ int run_fetch(FetchCli& cli)
             progress = std::make_unique<ProgressLine>(account.name);
             options.progress = [&progress](const client::Progress& p) { progress->update(p); };
         }
-        const auto report = client::fetch(account, options);
+        auto report = client::fetch(account, options);
         progress.reset();
+        if (cli.serverinfo && report.error.empty()) {
+            report.outcome = client::Outcome::fetched; // --serverinfo that worked: exit 0
+        }
         overall = client::worse(overall, report.outcome);
         if (cli.json) {
             summary.push_back(to_json(report));

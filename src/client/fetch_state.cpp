@@ -171,20 +171,40 @@ tl::expected<void, std::string> FetchState::append(const std::string& line)
 
 tl::expected<void, std::string> FetchState::intend(const std::string& uid, const std::string& target)
 {
-    if (auto done = append(fmt::format("? {} {}\n", uid, target)); !done) {
+    return intend(std::vector<Pending>{{uid, target}});
+}
+
+tl::expected<void, std::string> FetchState::intend(const std::vector<Pending>& deliveries)
+{
+    std::string lines;
+    for (const auto& delivery : deliveries) {
+        lines += fmt::format("? {} {}\n", delivery.uid, delivery.target);
+    }
+    if (auto done = append(lines); !done) {
         return done;
     }
-    m_pending.push_back({uid, target});
+    m_pending.insert(m_pending.end(), deliveries.begin(), deliveries.end());
     return {};
 }
 
 tl::expected<void, std::string> FetchState::record(const std::string& uid, std::time_t when)
 {
-    if (auto done = append(fmt::format("+ {} {}\n", uid, static_cast<long long>(when))); !done) {
+    return record(std::vector<std::string>{uid}, when);
+}
+
+tl::expected<void, std::string> FetchState::record(const std::vector<std::string>& uids, std::time_t when)
+{
+    std::string lines;
+    for (const auto& uid : uids) {
+        lines += fmt::format("+ {} {}\n", uid, static_cast<long long>(when));
+    }
+    if (auto done = append(lines); !done) {
         return done;
     }
-    m_seen[uid] = when;
-    std::erase_if(m_pending, [&uid](const Pending& p) { return p.uid == uid; });
+    for (const auto& uid : uids) {
+        m_seen[uid] = when;
+        std::erase_if(m_pending, [&uid](const Pending& p) { return p.uid == uid; });
+    }
     return {};
 }
 

@@ -53,6 +53,10 @@ public:
     // Each call is durable (journal fsynced) before it returns.
     [[nodiscard]] tl::expected<void, std::string> intend(const std::string& uid, const std::string& target);
     [[nodiscard]] tl::expected<void, std::string> record(const std::string& uid, std::time_t when);
+    // A group in one append and one fdatasync.
+    [[nodiscard]] tl::expected<void, std::string> intend(const std::vector<Pending>& deliveries);
+    [[nodiscard]] tl::expected<void, std::string> record(const std::vector<std::string>& uids,
+                                                         std::time_t when);
     [[nodiscard]] tl::expected<void, std::string> forget(const std::vector<std::string>& uids);
     // A pending delivery that the sink found not to have happened.
     [[nodiscard]] tl::expected<void, std::string> abandon(const std::string& uid);

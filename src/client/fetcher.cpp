@@ -181,7 +181,15 @@ struct Transfer {
     CrlfToLf converter;
     std::string converted;
     std::string error; // why the message being received will not be stored
+    std::uint64_t current_octets = 0;
     Progress progress;
+    struct Waiting {
+        std::unique_ptr<SinkMessage> message;
+        std::size_t index = 0;
+    };
+    std::vector<Waiting> batch; // finished, not yet committed
+    std::uint64_t batch_octets = 0;
+    std::chrono::steady_clock::time_point batch_started{};
 
     void fail_current(const std::string& why)
     {
@@ -337,7 +345,8 @@ private:
     void fill_window(const std::vector<ServerMessage>& messages, Transfer& transfer);
     void on_status(const Reply& reply, const std::vector<ServerMessage>& messages, Transfer& transfer);
     void on_body(std::string_view bytes, Transfer& transfer);
-    Step<void> on_end(const std::vector<ServerMessage>& messages, Transfer& transfer);
+    void on_end(const std::vector<ServerMessage>& messages, Transfer& transfer);
+    Step<void> commit_batch(const std::vector<ServerMessage>& messages, Transfer& transfer);
     Step<void> finish();
     void after_login_capabilities();
 
@@ -486,6 +495,7 @@ Step<bool> Driver::sasl_exchange(const std::string& mechanism, sasl::ClientMecha
         send(Command{command::Auth{mechanism, std::nullopt}});
     }
     bool initial_pending = initial.has_value() && !inline_initial;
+    std::string our_failure; // set when Pigeon itself could not answer and cancelled
     for (;;) {
         auto ev = next();
         if (!ev) {
@@ -499,10 +509,15 @@ Step<bool> Driver::sasl_exchange(const std::string& mechanism, sasl::ClientMecha
             }
             auto decoded = base64_decode(challenge->challenge_base64);
             if (!decoded) {
+                our_failure = "the server's challenge is not base64";
                 send_sasl("*");
                 continue;
             }
             auto answer = client.respond(*decoded);
+            if (!answer) {
+                our_failure =
+                    fmt::format("cannot answer the server's challenge: {}", answer.error().message());
+            }
             send_sasl(answer ? base64_encode(*answer) : std::string("*"));
             continue;
         }
@@ -510,6 +525,11 @@ Step<bool> Driver::sasl_exchange(const std::string& mechanism, sasl::ClientMecha
             if (done->reply.ok()) {
                 m_report.mechanism = mechanism;
                 return true;
+            }
+            if (!our_failure.empty()) {
+                // Pigeon cancelled the exchange (RFC 5034 §4 "*"): not the server's refusal.
+                return tl::unexpected(
+                    Failure{Outcome::protocol, fmt::format("{}: {}", mechanism, our_failure)});
             }
             return tl::unexpected(Failure{classify(done->reply, Outcome::auth),
                                           fmt::format("{} refused: {}", mechanism, reply_line(done->reply))});
@@ -562,7 +582,9 @@ Step<bool> Driver::authenticate(const std::string& mechanism)
             }
             if (sasl::is_scram_mechanism(mechanism)) {
                 sasl::MechanismContext context;
-                if (m_transport.ssl() != nullptr) {
+                // Channel-binding data only for the -PLUS variants: GNU SASL refuses to start
+                // a plain SCRAM client that has it (it would have to claim "y" or "p").
+                if (m_transport.ssl() != nullptr && mechanism.ends_with("-PLUS")) {
                     context.tls_exporter = tls::tls_exporter(m_transport.ssl());
                 }
                 client = sasl::make_scram_client(mechanism, "", m_account.user, std::move(*secret), context);
@@ -931,6 +953,7 @@ void Driver::on_status(const Reply& reply, const std::vector<ServerMessage>& mes
         return;
     }
     transfer.receiving = true;
+    transfer.current_octets = 0;
     transfer.error.clear();
     transfer.converter = CrlfToLf{};
     auto begun = m_sink->begin();
@@ -954,6 +977,7 @@ void Driver::on_status(const Reply& reply, const std::vector<ServerMessage>& mes
 void Driver::on_body(std::string_view bytes, Transfer& transfer)
 {
     transfer.progress.octets_done += bytes.size();
+    transfer.current_octets += bytes.size();
     if (transfer.current) {
         transfer.converted.clear();
         transfer.converter.feed(bytes, transfer.converted);
@@ -966,60 +990,103 @@ void Driver::on_body(std::string_view bytes, Transfer& transfer)
     }
 }
 
-// The end of a message: store it (prepare, journal the target, publish), record it, queue DELE.
-Step<void> Driver::on_end(const std::vector<ServerMessage>& messages, Transfer& transfer)
+// The end of a message: it joins the group waiting for the next commit.
+void Driver::on_end(const std::vector<ServerMessage>& messages, Transfer& transfer)
 {
     transfer.receiving = false;
     const Transfer::Outstanding head = transfer.outstanding.front();
     transfer.outstanding.pop_front();
     --transfer.retrs_outstanding;
-    const auto& message = messages[head.index];
     ++transfer.progress.messages_done;
     if (transfer.current) {
         transfer.converted.clear();
         transfer.converter.finish(transfer.converted);
-        SinkResult stored = transfer.current->write(transfer.converted);
-        if (stored) {
-            stored = transfer.current->prepare();
+        SinkResult finished = transfer.current->write(transfer.converted);
+        if (finished) {
+            finished = transfer.current->finish();
         }
-        if (stored) {
-            fault(m_options, "prepared");
-            stored = transfer.current->publish([this, &message](const std::string& target) -> SinkResult {
-                auto noted = m_state->intend(message.uid, target);
-                fault(m_options, "intended");
-                return noted;
-            });
-        }
-        if (stored) {
-            fault(m_options, "published");
-            if (auto recorded = m_state->record(message.uid, transfer.now); !recorded) {
-                return tl::unexpected(Failure{Outcome::temporary, recorded.error()});
+        if (finished) {
+            if (transfer.batch.empty()) {
+                transfer.batch_started = std::chrono::steady_clock::now();
             }
-            fault(m_options, "recorded");
+            transfer.batch.push_back({std::move(transfer.current), head.index});
+            transfer.batch_octets += transfer.current_octets;
+        } else {
+            transfer.fail_current(finished.error());
+        }
+        transfer.current.reset();
+    }
+    if (!transfer.error.empty()) {
+        ++m_report.failed;
+        m_report.warnings.push_back(fmt::format("message {} not stored (left on the server): {}",
+                                                messages[head.index].number, transfer.error));
+        transfer.error.clear();
+    }
+    if (m_options.progress) {
+        m_options.progress(transfer.progress);
+    }
+}
+
+// Stores the waiting group: durable where nobody sees it (one sync), targets journalled,
+// published, recorded (one journal sync each), then DELE queued if the keep policy says so.
+Step<void> Driver::commit_batch(const std::vector<ServerMessage>& messages, Transfer& transfer)
+{
+    if (transfer.batch.empty()) {
+        return {};
+    }
+    std::vector<SinkMessage*> group;
+    for (const auto& waiting : transfer.batch) {
+        group.push_back(waiting.message.get());
+    }
+    const auto fail_all = [&](const std::string& why) {
+        for (const auto& waiting : transfer.batch) {
+            ++m_report.failed;
+            m_report.warnings.push_back(fmt::format("message {} not stored (left on the server): {}",
+                                                    messages[waiting.index].number, why));
+        }
+        transfer.batch.clear();
+        transfer.batch_octets = 0;
+    };
+    if (auto synced = m_sink->sync(group); !synced) {
+        fail_all(synced.error());
+        return {};
+    }
+    fault(m_options, "prepared");
+    std::size_t intended = 0;
+    auto results = m_sink->publish(group, [&](const std::vector<std::string>& targets) -> SinkResult {
+        std::vector<FetchState::Pending> deliveries;
+        for (const auto& target : targets) {
+            deliveries.push_back({messages[transfer.batch.at(intended++).index].uid, target});
+        }
+        auto noted = m_state->intend(deliveries);
+        fault(m_options, "intended");
+        return noted;
+    });
+    fault(m_options, "published");
+    std::vector<std::string> stored;
+    for (std::size_t i = 0; i < transfer.batch.size(); ++i) {
+        const auto& message = messages[transfer.batch[i].index];
+        if (results.at(i)) {
+            stored.push_back(message.uid);
             ++m_report.stored;
             m_report.stored_octets += message.octets;
             if (!m_account.keep) {
                 transfer.to_delete.push_back(message.number);
             }
         } else {
-            transfer.fail_current(stored.error());
+            // Its journalled target (if any) is settled at the next run: resolve() is the judge.
+            ++m_report.failed;
+            m_report.warnings.push_back(fmt::format("message {} not stored (left on the server): {}",
+                                                    message.number, results[i].error()));
         }
-        transfer.current.reset();
     }
-    if (!transfer.error.empty()) {
-        ++m_report.failed;
-        m_report.warnings.push_back(
-            fmt::format("message {} not stored (left on the server): {}", message.number, transfer.error));
-        // An intent whose message did not become visible is settled now.
-        const auto& pending = m_state->pending();
-        if (std::any_of(pending.begin(), pending.end(),
-                        [&message](const FetchState::Pending& p) { return p.uid == message.uid; })) {
-            (void)m_state->abandon(message.uid);
+    transfer.batch.clear();
+    transfer.batch_octets = 0;
+    if (!stored.empty()) {
+        if (auto recorded = m_state->record(stored, transfer.now); !recorded) {
+            return tl::unexpected(Failure{Outcome::temporary, recorded.error()});
         }
-        transfer.error.clear();
-    }
-    if (m_options.progress) {
-        m_options.progress(transfer.progress);
+        fault(m_options, "recorded");
     }
     return {};
 }
@@ -1057,7 +1124,22 @@ Step<void> Driver::transfer()
     if (m_options.progress) {
         m_options.progress(transfer.progress);
     }
-    while (!transfer.to_fetch.empty() || !transfer.to_delete.empty() || !transfer.outstanding.empty()) {
+    for (;;) {
+        const bool receiving_more = transfer.retrs_outstanding > 0 || !transfer.to_fetch.empty();
+        const bool batch_due =
+            !transfer.batch.empty() &&
+            (!receiving_more || transfer.batch.size() >= m_options.batch_messages ||
+             transfer.batch_octets >= m_options.batch_octets ||
+             std::chrono::steady_clock::now() - transfer.batch_started >= m_options.batch_age);
+        if (batch_due && !transfer.receiving) {
+            if (auto committed = commit_batch(messages, transfer); !committed) {
+                return committed;
+            }
+        }
+        if (transfer.to_fetch.empty() && transfer.to_delete.empty() && transfer.outstanding.empty() &&
+            transfer.batch.empty()) {
+            break;
+        }
         fill_window(messages, transfer);
         auto ev = next();
         if (!ev) {
@@ -1077,9 +1159,7 @@ Step<void> Driver::transfer()
             if (!transfer.receiving || transfer.outstanding.empty()) {
                 return tl::unexpected(Failure{Outcome::protocol, "end of a message out of turn"});
             }
-            if (auto ended = on_end(messages, transfer); !ended) {
-                return ended;
-            }
+            on_end(messages, transfer);
         } else {
             return tl::unexpected(Failure{Outcome::protocol, "unexpected event from the server"});
         }

@@ -59,8 +59,13 @@ struct FetchOptions {
     std::function<std::time_t()> clock = [] { return std::time(nullptr); };
     // Tests: called at every point between effects with its name; a test may _exit() there.
     std::function<void(std::string_view)> fault_point;
-    // Trust the certificate only to show it (--serverinfo with --insecure-show).
+    // Trust the certificate only to show it (--serverinfo --insecure).
     bool tls_no_verify = false;
+    // Messages are committed in groups (one sync for many): at most this many, this many octets,
+    // or this old, and always when no more are on the way.
+    std::size_t batch_messages = 256;
+    std::uint64_t batch_octets = std::uint64_t{32} * 1024 * 1024;
+    std::chrono::milliseconds batch_age{2000};
 };
 
 struct ServerInfo {

@@ -17,7 +17,7 @@
 #include <filesystem>
 #include <fmt/format.h>
 #include <poll.h>
-#include <random>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -54,11 +54,18 @@ std::string host_name()
 std::string unique_base()
 {
     static std::atomic<std::uint64_t> counter{0};
+    // One draw from the system's randomness per process (a random_device per message costs
+    // more than writing the message).
+    static const std::uint32_t random = [] {
+        std::uint32_t value = 0;
+        if (::getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {
+            value = static_cast<std::uint32_t>(::getpid()) * 2654435761U;
+        }
+        return value;
+    }();
     timespec now{};
     ::clock_gettime(CLOCK_REALTIME, &now);
-    std::random_device random;
-    return fmt::format("{}.M{}P{}Q{}R{:08x}", now.tv_sec, now.tv_nsec / 1000, ::getpid(), ++counter,
-                       random());
+    return fmt::format("{}.M{}P{}Q{}R{:08x}", now.tv_sec, now.tv_nsec / 1000, ::getpid(), ++counter, random);
 }
 
 SinkResult fsync_dir(const std::string& path)
@@ -85,6 +92,23 @@ bool plain_name(std::string_view name)
 
 // --- Maildir ------------------------------------------------------------------------------------
 
+// fsync() of each file, or one syncfs() for a larger group (all in one file system).
+SinkResult sync_files(const std::vector<std::pair<int, std::string>>& files)
+{
+    if (files.size() > 4) {
+        if (::syncfs(files.front().first) != 0) {
+            return tl::unexpected(errno_text(files.front().second));
+        }
+        return {};
+    }
+    for (const auto& [fd, path] : files) {
+        if (::fsync(fd) != 0) {
+            return tl::unexpected(errno_text(path));
+        }
+    }
+    return {};
+}
+
 class MaildirMessage final : public SinkMessage {
 public:
     MaildirMessage(std::string root, std::string tmp_name, UniqueFd fd)
@@ -108,33 +132,27 @@ public:
         return write_fd(m_fd.get(), bytes, tmp_path());
     }
 
-    SinkResult prepare() override
+    SinkResult finish() override
     {
-        if (::fsync(m_fd.get()) != 0) {
-            return tl::unexpected(errno_text(tmp_path()));
-        }
-        m_fd.reset();
         // ",S=" is the file's size, as Dovecot writes it, so readers need not stat it.
         m_final_name = fmt::format("{},S={}", m_tmp_name, m_octets);
         return {};
     }
 
-    SinkResult publish(const std::function<SinkResult(const std::string&)>& intend) override
+    [[nodiscard]] std::string tmp_path() const { return m_root + "/tmp/" + m_tmp_name; }
+    [[nodiscard]] std::string final_path() const { return m_root + "/new/" + m_final_name; }
+    [[nodiscard]] std::string target() const
     {
-        if (auto noted = intend(fmt::format("maildir {} {}", m_final_name, m_tmp_name)); !noted) {
-            return noted;
-        }
-        const std::string final_path = m_root + "/new/" + m_final_name;
-        if (::rename(tmp_path().c_str(), final_path.c_str()) != 0) {
-            return tl::unexpected(errno_text(final_path));
-        }
+        return fmt::format("maildir {} {}", m_final_name, m_tmp_name);
+    }
+    [[nodiscard]] int fd() const noexcept { return m_fd.get(); }
+    void published()
+    {
         m_published = true;
-        return fsync_dir(m_root + "/new");
+        m_fd.reset();
     }
 
 private:
-    [[nodiscard]] std::string tmp_path() const { return m_root + "/tmp/" + m_tmp_name; }
-
     std::string m_root;
     std::string m_tmp_name;
     std::string m_final_name;
@@ -165,6 +183,45 @@ public:
             return tl::unexpected(errno_text(path));
         }
         return std::make_unique<MaildirMessage>(m_root, name, std::move(fd));
+    }
+
+    SinkResult sync(const std::vector<SinkMessage*>& group) override
+    {
+        std::vector<std::pair<int, std::string>> files;
+        for (auto* message : group) {
+            const auto* maildir = static_cast<MaildirMessage*>(message);
+            files.emplace_back(maildir->fd(), maildir->tmp_path());
+        }
+        return sync_files(files);
+    }
+
+    std::vector<SinkResult> publish(const std::vector<SinkMessage*>& group, const Intend& intend) override
+    {
+        std::vector<std::string> targets;
+        for (auto* message : group) {
+            targets.push_back(static_cast<MaildirMessage*>(message)->target());
+        }
+        if (auto noted = intend(targets); !noted) {
+            return std::vector<SinkResult>(group.size(), noted);
+        }
+        std::vector<SinkResult> results;
+        bool any = false;
+        for (auto* message : group) {
+            auto* maildir = static_cast<MaildirMessage*>(message);
+            if (::rename(maildir->tmp_path().c_str(), maildir->final_path().c_str()) != 0) {
+                results.emplace_back(tl::unexpected(errno_text(maildir->final_path())));
+                continue;
+            }
+            maildir->published();
+            results.emplace_back();
+            any = true;
+        }
+        if (any) {
+            if (auto synced = fsync_dir(m_root + "/new"); !synced) {
+                return std::vector<SinkResult>(group.size(), synced);
+            }
+        }
+        return results;
     }
 
     tl::expected<bool, std::string> resolve(const std::string& target) override
@@ -262,8 +319,11 @@ public:
     SinkResult write(std::string_view bytes)
     {
         m_octets += bytes.size();
+        m_hash.update(bytes);
         return write_fd(m_fd.get(), bytes, m_path);
     }
+    // SHA-256 of everything written, as storage::mbox::hash_file_range() gives it.
+    [[nodiscard]] std::string hash() { return storage::mbox::to_hex(m_hash.finish(), 16); }
     SinkResult sync()
     {
         if (::fsync(m_fd.get()) != 0) {
@@ -281,6 +341,7 @@ private:
     std::string m_path;
     UniqueFd m_fd;
     std::uint64_t m_octets = 0;
+    storage::mbox::Sha256 m_hash;
 };
 
 // --- mbox ---------------------------------------------------------------------------------------
@@ -319,7 +380,7 @@ tl::expected<OpenMbox, std::string> open_locked(const std::string& path, bool cr
 
 class MboxMessage final : public SinkMessage {
 public:
-    MboxMessage(std::string mbox, SpoolFile spool) : m_mbox(std::move(mbox)), m_spool(std::move(spool)) {}
+    explicit MboxMessage(SpoolFile spool) : m_spool(std::move(spool)) {}
 
     SinkResult write(std::string_view bytes) override
     {
@@ -331,7 +392,7 @@ public:
         return m_spool.write(quoted);
     }
 
-    SinkResult prepare() override
+    SinkResult finish() override
     {
         std::string tail;
         m_quoter.finish(tail);
@@ -345,72 +406,39 @@ public:
         if (auto written = m_spool.write(tail); !written) {
             return written;
         }
-        return m_spool.sync();
-    }
-
-    SinkResult publish(const std::function<SinkResult(const std::string&)>& intend) override
-    {
-        auto hash = storage::mbox::hash_file_range(m_spool.fd(), 0, m_spool.octets());
-        if (!hash) {
-            return tl::unexpected(fmt::format("{}: {}", m_spool.path(), hash.error().message()));
-        }
-        auto opened = open_locked(m_mbox, true);
-        if (!opened) {
-            return tl::unexpected(opened.error());
-        }
-        const int fd = opened->fd.get();
-        struct stat st {};
-        if (::fstat(fd, &st) != 0) {
-            return tl::unexpected(errno_text(m_mbox));
-        }
-        auto offset = static_cast<std::uint64_t>(st.st_size);
-        if (offset > 0) {
-            char last = '\n';
-            if (auto got = storage::mbox::pread_full(fd, &last, 1, offset - 1); !got || *got != 1) {
-                return tl::unexpected(errno_text(m_mbox));
-            }
-            if (last != '\n') {
-                if (auto fixed = storage::mbox::pwrite_all(fd, "\n\n", offset); !fixed) {
-                    return tl::unexpected(fmt::format("{}: {}", m_mbox, fixed.error().message()));
-                }
-                offset += 2;
-            }
-        }
-        if (auto noted =
-                intend(fmt::format("mbox {} {} {} {}", offset, m_spool.octets(), *hash, m_spool.name()));
-            !noted) {
-            return noted;
-        }
-        std::array<char, 65536> buffer{};
-        for (std::uint64_t done = 0; done < m_spool.octets();) {
-            auto got = storage::mbox::pread_full(
-                m_spool.fd(), buffer.data(), std::min<std::uint64_t>(buffer.size(), m_spool.octets() - done),
-                done);
-            if (!got || *got == 0) {
-                return tl::unexpected(fmt::format("{}: cannot read it back", m_spool.path()));
-            }
-            if (auto written =
-                    storage::mbox::pwrite_all(fd, std::string_view(buffer.data(), *got), offset + done);
-                !written) {
-                // Take the partial append back; the message stays on the server.
-                (void)::ftruncate(fd, static_cast<off_t>(offset));
-                return tl::unexpected(fmt::format("{}: {}", m_mbox, written.error().message()));
-            }
-            done += *got;
-        }
-        if (auto synced = storage::mbox::fsync_file(fd); !synced) {
-            (void)::ftruncate(fd, static_cast<off_t>(offset));
-            return tl::unexpected(fmt::format("{}: {}", m_mbox, synced.error().message()));
-        }
+        m_hash = m_spool.hash();
         return {};
     }
 
+    [[nodiscard]] SpoolFile& spool() noexcept { return m_spool; }
+    [[nodiscard]] const std::string& hash() const noexcept { return m_hash; }
+
 private:
-    std::string m_mbox;
     SpoolFile m_spool;
     MboxrdQuoter m_quoter;
+    std::string m_hash;
     char m_last = '\n';
 };
+
+// Appends a spool file to the mbox at `offset`.
+SinkResult append_spool(int fd, const std::string& mbox, SpoolFile& spool, std::uint64_t offset)
+{
+    std::array<char, 65536> buffer{};
+    for (std::uint64_t done = 0; done < spool.octets();) {
+        auto got = storage::mbox::pread_full(
+            spool.fd(), buffer.data(), std::min<std::uint64_t>(buffer.size(), spool.octets() - done), done);
+        if (!got || *got == 0) {
+            return tl::unexpected(fmt::format("{}: cannot read it back", spool.path()));
+        }
+        if (auto written =
+                storage::mbox::pwrite_all(fd, std::string_view(buffer.data(), *got), offset + done);
+            !written) {
+            return tl::unexpected(fmt::format("{}: {}", mbox, written.error().message()));
+        }
+        done += *got;
+    }
+    return {};
+}
 
 class MboxSink final : public Sink {
 public:
@@ -425,7 +453,75 @@ public:
         if (auto written = spool->write(from_line()); !written) {
             return tl::unexpected(written.error());
         }
-        return std::make_unique<MboxMessage>(m_path, std::move(*spool));
+        return std::make_unique<MboxMessage>(std::move(*spool));
+    }
+
+    SinkResult sync(const std::vector<SinkMessage*>& group) override
+    {
+        std::vector<std::pair<int, std::string>> files;
+        for (auto* message : group) {
+            auto& spool = static_cast<MboxMessage*>(message)->spool();
+            files.emplace_back(spool.fd(), spool.path());
+        }
+        return sync_files(files);
+    }
+
+    // The whole group under one lock, one fsync; a failed append is taken back, and the
+    // messages after it are not appended.
+    std::vector<SinkResult> publish(const std::vector<SinkMessage*>& group, const Intend& intend) override
+    {
+        const auto all = [&group](SinkResult result) {
+            return std::vector<SinkResult>(group.size(), result);
+        };
+        auto opened = open_locked(m_path, true);
+        if (!opened) {
+            return all(tl::unexpected(opened.error()));
+        }
+        const int fd = opened->fd.get();
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) {
+            return all(tl::unexpected(errno_text(m_path)));
+        }
+        auto offset = static_cast<std::uint64_t>(st.st_size);
+        if (offset > 0) {
+            char last = '\n';
+            if (auto got = storage::mbox::pread_full(fd, &last, 1, offset - 1); !got || *got != 1) {
+                return all(tl::unexpected(errno_text(m_path)));
+            }
+            if (last != '\n') {
+                if (auto fixed = storage::mbox::pwrite_all(fd, "\n\n", offset); !fixed) {
+                    return all(tl::unexpected(fmt::format("{}: {}", m_path, fixed.error().message())));
+                }
+                offset += 2;
+            }
+        }
+        std::vector<std::string> targets;
+        std::vector<std::uint64_t> offsets;
+        for (std::uint64_t at = offset; auto* message : group) {
+            auto* mbox = static_cast<MboxMessage*>(message);
+            targets.push_back(fmt::format("mbox {} {} {} {}", at, mbox->spool().octets(), mbox->hash(),
+                                          mbox->spool().name()));
+            offsets.push_back(at);
+            at += mbox->spool().octets();
+        }
+        if (auto noted = intend(targets); !noted) {
+            return all(noted);
+        }
+        std::vector<SinkResult> results;
+        for (std::size_t i = 0; i < group.size(); ++i) {
+            auto appended =
+                append_spool(fd, m_path, static_cast<MboxMessage*>(group[i])->spool(), offsets[i]);
+            if (!appended) {
+                (void)::ftruncate(fd, static_cast<off_t>(offsets[i]));
+                results.resize(group.size(), appended);
+                break;
+            }
+            results.emplace_back();
+        }
+        if (auto synced = storage::mbox::fsync_file(fd); !synced) {
+            return all(tl::unexpected(fmt::format("{}: {}", m_path, synced.error().message())));
+        }
+        return results;
     }
 
     tl::expected<bool, std::string> resolve(const std::string& target) override
@@ -486,67 +582,61 @@ private:
 
 class CommandMessage final : public SinkMessage {
 public:
-    CommandMessage(std::string command, SpoolFile spool, const SinkOptions& options)
-        : m_command(std::move(command)), m_spool(std::move(spool)), m_options(options)
-    {
-    }
+    explicit CommandMessage(SpoolFile spool) : m_spool(std::move(spool)) {}
 
     SinkResult write(std::string_view bytes) override { return m_spool.write(bytes); }
-    SinkResult prepare() override { return m_spool.sync(); }
-
-    SinkResult publish(const std::function<SinkResult(const std::string&)>& intend) override
-    {
-        if (auto noted = intend(fmt::format("command {}", m_spool.name())); !noted) {
-            return noted;
-        }
-        if (::lseek(m_spool.fd(), 0, SEEK_SET) != 0) {
-            return tl::unexpected(errno_text(m_spool.path()));
-        }
-        const pid_t child = ::fork();
-        if (child < 0) {
-            return tl::unexpected(errno_text("fork"));
-        }
-        if (child == 0) {
-            ::dup2(m_spool.fd(), STDIN_FILENO);
-            ::dup2(STDERR_FILENO, STDOUT_FILENO); // keep pigeon's own output (--json) clean
-            ::setenv("PIGEON_ACCOUNT", m_options.account.c_str(), 1);
-            ::execl("/bin/sh", "sh", "-c", m_command.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
-        if (pidfd >= 0) {
-            pollfd entry{pidfd, POLLIN, 0};
-            const auto ms = static_cast<int>(m_options.command_timeout.count());
-            if (::poll(&entry, 1, ms) == 0) {
-                ::kill(child, SIGKILL);
-                ::waitpid(child, nullptr, 0);
-                ::close(pidfd);
-                return tl::unexpected(fmt::format("delivery command timed out after {} s: {}",
-                                                  m_options.command_timeout.count() / 1000, m_command));
-            }
-            ::close(pidfd);
-        }
-        int status = 0;
-        while (::waitpid(child, &status, 0) < 0) {
-            if (errno != EINTR) {
-                return tl::unexpected(errno_text("waitpid"));
-            }
-        }
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-            return {};
-        }
-        return tl::unexpected(
-            WIFEXITED(status)
-                ? fmt::format("delivery command exited with status {}{}: {}", WEXITSTATUS(status),
-                              WEXITSTATUS(status) == 75 ? " (temporary failure)" : "", m_command)
-                : fmt::format("delivery command killed by signal {}: {}", WTERMSIG(status), m_command));
-    }
+    SinkResult finish() override { return {}; }
+    [[nodiscard]] SpoolFile& spool() noexcept { return m_spool; }
 
 private:
-    std::string m_command;
     SpoolFile m_spool;
-    const SinkOptions& m_options;
 };
+
+// Runs the command with the spool file on its standard input; exit status 0 is success.
+SinkResult run_command(const std::string& command, SpoolFile& spool, const SinkOptions& options)
+{
+    if (::lseek(spool.fd(), 0, SEEK_SET) != 0) {
+        return tl::unexpected(errno_text(spool.path()));
+    }
+    const pid_t child = ::fork();
+    if (child < 0) {
+        return tl::unexpected(errno_text("fork"));
+    }
+    if (child == 0) {
+        ::dup2(spool.fd(), STDIN_FILENO);
+        ::dup2(STDERR_FILENO, STDOUT_FILENO); // keep pigeon's own output (--json) clean
+        ::setenv("PIGEON_ACCOUNT", options.account.c_str(), 1);
+        ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
+    if (pidfd >= 0) {
+        pollfd entry{pidfd, POLLIN, 0};
+        const auto ms = static_cast<int>(options.command_timeout.count());
+        if (::poll(&entry, 1, ms) == 0) {
+            ::kill(child, SIGKILL);
+            ::waitpid(child, nullptr, 0);
+            ::close(pidfd);
+            return tl::unexpected(fmt::format("delivery command timed out after {} s: {}",
+                                              options.command_timeout.count() / 1000, command));
+        }
+        ::close(pidfd);
+    }
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR) {
+            return tl::unexpected(errno_text("waitpid"));
+        }
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        return {};
+    }
+    return tl::unexpected(
+        WIFEXITED(status)
+            ? fmt::format("delivery command exited with status {}{}: {}", WEXITSTATUS(status),
+                          WEXITSTATUS(status) == 75 ? " (temporary failure)" : "", command)
+            : fmt::format("delivery command killed by signal {}: {}", WTERMSIG(status), command));
+}
 
 class CommandSink final : public Sink {
 public:
@@ -561,7 +651,32 @@ public:
         if (!spool) {
             return tl::unexpected(spool.error());
         }
-        return std::make_unique<CommandMessage>(m_command, std::move(*spool), m_options);
+        return std::make_unique<CommandMessage>(std::move(*spool));
+    }
+
+    SinkResult sync(const std::vector<SinkMessage*>& group) override
+    {
+        std::vector<std::pair<int, std::string>> files;
+        for (auto* message : group) {
+            auto& spool = static_cast<CommandMessage*>(message)->spool();
+            files.emplace_back(spool.fd(), spool.path());
+        }
+        return sync_files(files);
+    }
+
+    // One message at a time: each journalled, then delivered.
+    std::vector<SinkResult> publish(const std::vector<SinkMessage*>& group, const Intend& intend) override
+    {
+        std::vector<SinkResult> results;
+        for (auto* message : group) {
+            auto& spool = static_cast<CommandMessage*>(message)->spool();
+            if (auto noted = intend({fmt::format("command {}", spool.name())}); !noted) {
+                results.emplace_back(noted);
+                continue;
+            }
+            results.push_back(run_command(m_command, spool, m_options));
+        }
+        return results;
     }
 
     tl::expected<bool, std::string> resolve(const std::string& target) override
@@ -585,18 +700,28 @@ private:
 
 void CrlfToLf::feed(std::string_view in, std::string& out)
 {
-    for (const char c : in) {
-        if (m_cr) {
-            m_cr = false;
-            if (c != '\n') {
-                out += '\r';
-            }
+    out.reserve(out.size() + in.size());
+    if (m_cr && !in.empty()) {
+        m_cr = false;
+        if (in.front() != '\n') {
+            out += '\r';
         }
-        if (c == '\r') {
-            m_cr = true;
-            continue;
+    }
+    while (!in.empty()) {
+        const auto cr = in.find('\r');
+        if (cr == std::string_view::npos) {
+            out.append(in);
+            return;
         }
-        out += c;
+        out.append(in.substr(0, cr));
+        if (cr + 1 == in.size()) {
+            m_cr = true; // decided by the next piece
+            return;
+        }
+        if (in[cr + 1] != '\n') {
+            out += '\r';
+        }
+        in.remove_prefix(cr + 1);
     }
 }
 

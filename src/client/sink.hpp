@@ -1,14 +1,14 @@
-// Where pigeon fetch puts a downloaded message: a Maildir, an mbox, or a delivery command. A
-// message goes through three steps so that a kill at any moment leaves it stored exactly once
-// (fetch_state.hpp records the step between them):
+// Where pigeon fetch puts a downloaded message: a Maildir, an mbox, or a delivery command.
+// Messages go through three steps, in groups so that one fsync serves many messages, and so that
+// a kill at any moment leaves each stored exactly once (fetch_state.hpp journals the steps):
 //
-//   1. write() + prepare(): the whole message is written and fsynced somewhere invisible (the
-//      Maildir's tmp/, a spool file beside the state);
-//   2. publish(): the one step that makes it visible (a rename into new/, an append to the mbox
-//      under its locks, the command run with the message on its stdin), made durable; right
-//      before it, the sink hands the caller a TARGET that says how to find out later whether
-//      this step happened, and the caller journals it;
-//   3. the caller records the unique-id.
+//   1. write() + finish(), then sync() of the group: each message is complete and durable
+//      somewhere invisible (the Maildir's tmp/, a spool file beside the state);
+//   2. publish() of the group: right before the step that makes messages visible (renames into
+//      new/, appends to the mbox under its locks, the command run with the message on its
+//      stdin), the sink hands the caller each message's TARGET, which says how to find out later
+//      whether that step happened; the caller journals them durably; then the step, made durable;
+//   3. the caller records the unique-ids.
 //
 // After a kill between 1 and 3, resolve(TARGET) at the next run says whether the message is
 // there: a Maildir finds its file in new/ or cur/ (or completes the rename from tmp/); an mbox
@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <tl/expected.hpp>
+#include <vector>
 
 namespace pigeon::client {
 
@@ -34,26 +35,36 @@ public:
     SinkMessage() = default;
     SinkMessage(const SinkMessage&) = delete;
     SinkMessage& operator=(const SinkMessage&) = delete;
+    SinkMessage(SinkMessage&&) = delete;
+    SinkMessage& operator=(SinkMessage&&) = delete;
     // Removes whatever an unpublished message left behind.
     virtual ~SinkMessage() = default;
 
     // Message octets with LF line ends, in pieces.
     [[nodiscard]] virtual SinkResult write(std::string_view bytes) = 0;
-    // Step 1 done: the message is complete and durable where nobody sees it yet.
-    [[nodiscard]] virtual SinkResult prepare() = 0;
-    // Step 2: calls `intend(TARGET)` (which must make TARGET durable) right before the step that
-    // makes the message visible, then takes that step.
-    [[nodiscard]] virtual SinkResult publish(const std::function<SinkResult(const std::string&)>& intend) = 0;
+    // The message is complete (durable only after Sink::sync()).
+    [[nodiscard]] virtual SinkResult finish() = 0;
 };
+
+// Journals the targets of messages about to become visible; durable when it returns.
+using Intend = std::function<SinkResult(const std::vector<std::string>& targets)>;
 
 class Sink {
 public:
     Sink() = default;
     Sink(const Sink&) = delete;
     Sink& operator=(const Sink&) = delete;
+    Sink(Sink&&) = delete;
+    Sink& operator=(Sink&&) = delete;
     virtual ~Sink() = default;
 
     [[nodiscard]] virtual tl::expected<std::unique_ptr<SinkMessage>, std::string> begin() = 0;
+    // Makes a group of finished messages durable (one syncfs() or a few fsync()s).
+    [[nodiscard]] virtual SinkResult sync(const std::vector<SinkMessage*>& group) = 0;
+    // Makes a synced group visible, calling `intend` first (perhaps once per message); one result
+    // per message, in order.
+    [[nodiscard]] virtual std::vector<SinkResult> publish(const std::vector<SinkMessage*>& group,
+                                                          const Intend& intend) = 0;
     // Whether the delivery a killed run described by `target` happened (and is now complete).
     [[nodiscard]] virtual tl::expected<bool, std::string> resolve(const std::string& target) = 0;
     [[nodiscard]] virtual std::string describe() const = 0;

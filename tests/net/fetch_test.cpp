@@ -148,6 +148,65 @@ TEST(Fetch, KeepsThenDeletesAndNeverDownloadsTwice)
     EXPECT_EQ(maildir_messages(dir.path() + "/Maildir"), mail.originals);
 }
 
+TEST(Fetch, DeleteAfterDaysCountsFromTheFirstDownload)
+{
+    Mail mail(2);
+    TestServer server(test_services(mail.store, mail.passdb));
+    TempDir dir;
+    auto account = account_for(server.port(), dir);
+    account.delete_after_days = 7;
+    std::time_t now = 1'800'000'000;
+    client::FetchOptions options;
+    options.clock = [&now] { return now; };
+    const auto first = client::fetch(account, options);
+    ASSERT_EQ(first.stored, 2U) << first.error;
+    EXPECT_EQ(first.deleted, 0U);
+
+    // A third message arrives on day 3; on day 6 nothing is old enough.
+    mail.store->add_message("alice", {"uid-late", "Subject: late\r\n\r\nlate\r\n"});
+    now += 3 * 86400;
+    ASSERT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
+    const auto day3 = client::fetch(account, options);
+    EXPECT_EQ(day3.stored, 1U) << day3.error;
+    EXPECT_EQ(day3.deleted, 0U);
+    now += 3 * 86400;
+    ASSERT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
+    EXPECT_EQ(client::fetch(account, options).deleted, 0U);
+
+    // Day 7 after the first download: the first two go, the late one stays until day 10.
+    now += 86400;
+    ASSERT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
+    const auto day7 = client::fetch(account, options);
+    EXPECT_EQ(day7.deleted, 2U) << day7.error;
+    EXPECT_EQ(day7.stored, 0U);
+    ASSERT_EQ(mail.store->messages("alice").size(), 1U);
+    EXPECT_EQ(mail.store->messages("alice")[0].unique_id, "uid-late");
+    now += 3 * 86400;
+    ASSERT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
+    EXPECT_EQ(client::fetch(account, options).deleted, 1U);
+    EXPECT_TRUE(mail.store->messages("alice").empty());
+}
+
+TEST(Fetch, SizeLimitSkipsOrDeletesUnread)
+{
+    Mail mail(3); // about 850, 1550 and 2250 octets
+    TestServer server(test_services(mail.store, mail.passdb));
+    TempDir dir;
+    auto account = account_for(server.port(), dir);
+    account.size_limit = 2000;
+    const auto skipped = client::fetch(account, {});
+    EXPECT_EQ(skipped.stored, 2U) << skipped.error;
+    EXPECT_EQ(skipped.skipped_too_big, 1U);
+    EXPECT_EQ(mail.store->messages("alice").size(), 3U);
+    account.size_action = client::SizeAction::remove;
+    ASSERT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
+    const auto removed = client::fetch(account, {});
+    EXPECT_EQ(removed.stored, 0U);
+    EXPECT_EQ(removed.deleted, 1U);
+    EXPECT_EQ(mail.store->messages("alice").size(), 2U);
+    EXPECT_EQ(maildir_messages(dir.path() + "/Maildir").size(), 2U);
+}
+
 TEST(Fetch, TheReceivedHeaderNamesServerAndUniqueId)
 {
     Mail mail(1);
@@ -319,12 +378,13 @@ TEST(Fetch, AFailingDeliveryCommandLeavesTheMessageOnTheServerUnrecorded)
 
 // Runs fetch in a child process that dies (like kill -9) at the `crash_at`-th point between
 // effects; returns how many points the child passed (crash_at when it died there).
-int fetch_and_die(const client::Account& account, int crash_at)
+int fetch_and_die(const client::Account& account, int crash_at, std::size_t batch)
 {
     const pid_t child = ::fork();
     if (child == 0) {
         int passed = 0;
         client::FetchOptions options;
+        options.batch_messages = batch;
         options.fault_point = [&passed, crash_at](std::string_view) {
             if (++passed == crash_at) {
                 ::_exit(100);
@@ -338,7 +398,7 @@ int fetch_and_die(const client::Account& account, int crash_at)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-void crash_at_every_point(const std::string& sink_kind)
+void crash_at_every_point(const std::string& sink_kind, std::size_t batch, int expected_runs)
 {
     int runs = 0;
     for (int crash_at = 1;; ++crash_at) {
@@ -350,7 +410,7 @@ void crash_at_every_point(const std::string& sink_kind)
         auto account = account_for(server.port(), dir, target);
         account.keep = false;
         account.received_header = false;
-        const int status = fetch_and_die(account, crash_at);
+        const int status = fetch_and_die(account, crash_at, batch);
         ++runs;
         ASSERT_TRUE(status == 100 || status == 0) << status;
         // Then runs until one is clean (a killed session may still hold the maildrop briefly).
@@ -393,17 +453,30 @@ void crash_at_every_point(const std::string& sink_kind)
             break; // the child passed every point: all of them were tried
         }
     }
-    EXPECT_GE(runs, 40) << "fewer crash points than expected";
+    EXPECT_GE(runs, expected_runs) << "fewer crash points than expected";
 }
 
+// Commits of one message each: five points per message (synced, journalled, published,
+// recorded, DELE sent) and QUIT, 41 runs for 8 messages.
 TEST(FetchCrash, KilledAtEveryPointMaildirHoldsEachMessageOnce)
 {
-    crash_at_every_point("maildir");
+    crash_at_every_point("maildir", 1, 40);
 }
 
 TEST(FetchCrash, KilledAtEveryPointMboxHoldsEachMessageOnce)
 {
-    crash_at_every_point("mbox");
+    crash_at_every_point("mbox", 1, 40);
+}
+
+// Groups of three: a kill between a group's steps leaves several messages half-way at once.
+TEST(FetchCrash, KilledAtEveryPointOfGroupCommitsMaildirHoldsEachMessageOnce)
+{
+    crash_at_every_point("maildir", 3, 15);
+}
+
+TEST(FetchCrash, KilledAtEveryPointOfGroupCommitsMboxHoldsEachMessageOnce)
+{
+    crash_at_every_point("mbox", 3, 15);
 }
 
 // A TCP proxy that forwards to `upstream` and cuts both sides once `cut_after` octets have come

@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""Interop test: `pigeon fetch` downloads from a real Dovecot 2.3 POP3 server.
+
+Starts a POP3-only Dovecot (`dovecot -F`) on 127.0.0.1 with a plain listener offering STLS and
+an implicit-TLS (pop3s) listener, a self-signed certificate for localhost, a passwd-file user
+alice:{PLAIN}secret and a Maildir of 20 messages (LF line ends, "From " and "." lines, one of
+about 200 KB), then runs `pigeon fetch --json` without an accounts file:
+
+  1. keep mode over STLS: 20 stored, each identical to the server's file once Pigeon's
+     Received: field is removed, the server keeps all 20; a second run finds nothing new (exit 1)
+  2. implicit TLS with the certificate's SHA-256 pinned: 20 stored; a wrong pin is exit 79
+  3. no --ca-file (the system store does not trust the certificate), and 127.0.0.1 as the host
+     name (the certificate is for localhost): exit 79, nothing stored
+  4. --auth SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN, USER and APOP each log in and
+     fetch; auto picks SCRAM-SHA-256 (Dovecot 2.3 offers no -PLUS mechanism)
+  5. a wrong password (auto and USER): exit 77, Dovecot's -ERR [AUTH] in the error
+  6. delete mode: 20 stored, identical, and the server's Maildir is empty afterwards
+  7. --serverinfo: the capabilities before and after STLS and the certificate's SHA-256
+
+Usage: fetch_dovecot_test.py --pigeon PATH [--keep]
+Only the standard library, openssl and Dovecot. Every process is bounded by a timeout; Dovecot
+is stopped by its pid at the end; everything is written in one temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import pwd
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROCESS_TIMEOUT_S = 60
+START_TIMEOUT_S = 20
+HOST = "127.0.0.1"
+USER, PASSWORD = "alice", "secret"
+MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN", "USER", "APOP"]
+
+
+class Failure(Exception):
+    """A test case failed; the message says how."""
+
+
+# ----------------------------------------------------------------------------------------
+# The mailbox
+
+
+def mailbox() -> dict[str, bytes]:
+    """Twenty messages as Maildir files with LF line ends, by Message-ID."""
+    paragraph = ["Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod",
+                 "tempor incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam,",
+                 "quis nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo."]
+    attachment = base64.encodebytes(random.Random(2023).randbytes(150_000)).decode()
+    bodies: dict[int, tuple[str, list[str], list[str]]] = {
+        1: ("with trace fields on top", ["Hello Alice,", "", "the first message."], []),
+        2: ("'From ' lines in the body", ["From the desk of the sender:", "",
+                                          "From me to you, a line an mbox would quote.",
+                                          ">From an already quoted line", "From "], []),
+        3: ("lines starting with dots", [".", "..", "...", ".signature", ". a space after",
+                                         "middle . dot", ".", "end"], []),
+        4: ("200 KB attachment", [
+            "--b1_mixed", "Content-Type: text/plain; charset=us-ascii", "",
+            "The nightly build passed; its log is attached.", "",
+            "--b1_mixed", 'Content-Type: application/gzip; name="build.log.gz"',
+            'Content-Disposition: attachment; filename="build.log.gz"',
+            "Content-Transfer-Encoding: base64", "",
+            *attachment.rstrip("\n").split("\n"), "--b1_mixed--"],
+            ['Content-Type: multipart/mixed; boundary="b1_mixed"']),
+        5: ("=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=", ["Grüße aus Köln, naïve café, ½ €.", "日本語のテキスト。"],
+            ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"]),
+        6: ("headers only, empty body", [], []),
+        7: ("folded header fields", ["Folded fields above."],
+            ["References: <a1@example.org>", " <a2@example.org>", "\t<a3@example.org>"]),
+        8: ("a 998-character line", ["x" * 998, "short line after it"], []),
+        9: ("multipart/alternative", [
+            "--b2_alt", "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: quoted-printable", "",
+            "Caf=C3=A9 on Friday at five?", "=2E this line began with a dot", ".",
+            "--b2_alt", "Content-Type: text/html; charset=utf-8", "",
+            "<p>Caf&eacute; on <b>Friday</b>?</p>", "..", "--b2_alt--"],
+            ['Content-Type: multipart/alternative; boundary="b2_alt"']),
+        10: ("From and dots together", ["From here on:", ".", "From there", "..From"], []),
+        11: ("blank lines at the end", ["Three blank lines follow.", "", "", ""], []),
+        12: ("a long message with '.' paragraphs", (paragraph + ["."]) * 150 + ["The end."], []),
+    }
+    mails = {}
+    for i in range(1, 21):
+        key = f"m{i:02d}"
+        subject, body, extra = bodies.get(i, (f"note {i}", paragraph[: 1 + i % 3]
+                                              + (["", "From the archive, item " + str(i)]
+                                                 if i % 4 == 0 else []), []))
+        top = (["Return-Path: <m01@example.org>",
+                "Received: from mx.example.org (mx.example.org [192.0.2.25])",
+                "\tby mail.pigeon.test (Postfix) with ESMTPS id 4F1A2B3C4D",
+                "\tfor <alice@pigeon.test>; Sat, 28 Nov 2026 09:12:03 +0000 (UTC)"]
+               if i == 1 else [])
+        head = top + [f"From: Sender {i} <{key}@example.org>", "To: Alice <alice@pigeon.test>",
+                      f"Subject: {subject}", f"Date: Sat, 28 Nov 2026 09:{i:02d}:00 +0000",
+                      f"Message-ID: <{key}@pigeon.test>", "MIME-Version: 1.0"]
+        if not any(e.startswith("Content-Type:") for e in extra):
+            head.append("Content-Type: text/plain; charset=us-ascii")
+        lines = head + extra + [""] + body
+        mails[f"{key}@pigeon.test"] = ("\n".join(lines) + "\n").encode()
+    return mails
+
+
+def message_id(data: bytes) -> str | None:
+    found = re.search(rb"^Message-ID:\s*<([^>\n]+)>", data, re.IGNORECASE | re.MULTILINE)
+    return found.group(1).decode() if found else None
+
+
+def maildir_files(maildir: Path) -> list[bytes]:
+    """The messages in a Maildir's new/ and cur/ (none if it does not exist)."""
+    return [p.read_bytes() for sub in ("new", "cur") if (maildir / sub).is_dir()
+            for p in sorted((maildir / sub).iterdir()) if not p.name.startswith(".")]
+
+
+def first_difference(a: bytes, b: bytes) -> str:
+    i = next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return (f"{len(a)} bytes expected, {len(b)} got; first difference at byte {i}:\n"
+            f"  expected ...{a[max(0, i - 40):i + 40]!r}\n  got      ...{b[max(0, i - 40):i + 40]!r}")
+
+
+def strip_received(data: bytes) -> bytes:
+    """The message without the 4-line Received: field `pigeon fetch` puts on top."""
+    lines = data.split(b"\n", 4)
+    if (len(lines) < 5 or not lines[0].startswith(b"Received: from ")
+            or not all(line.startswith(b"\t") for line in lines[1:4])):
+        raise Failure(f"a delivered message does not start with Pigeon's 4-line Received: field: "
+                      f"{data[:300]!r}")
+    return lines[4]
+
+
+def check_delivered(target: Path, mails: dict[str, bytes]) -> None:
+    """Every message delivered to target exactly once, identical after its Received: field."""
+    seen: dict[str, int] = {}
+    for data in maildir_files(target):
+        body = strip_received(data)
+        mid = message_id(body)
+        if mid not in mails:
+            raise Failure(f"a delivered message with an unknown Message-ID {mid!r}: {body[:200]!r}")
+        if body != mails[mid]:
+            raise Failure(f"{mid} differs from the server's file: "
+                          + first_difference(mails[mid], body))
+        seen[mid] = seen.get(mid, 0) + 1
+    wrong = {mid: seen.get(mid, 0) for mid in mails if seen.get(mid, 0) != 1}
+    if wrong:
+        raise Failure(f"messages not delivered exactly once (Message-ID: times): {wrong}")
+
+
+def wire_octets(data: bytes) -> int:
+    """The size Dovecot's LIST gives a file with LF line ends: every LF counts as CRLF."""
+    return len(data) + data.count(b"\n")
+
+
+# ----------------------------------------------------------------------------------------
+# Processes
+
+
+def run_bounded(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs argv with a timeout; on timeout kills its process group; returncode None then."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=PROCESS_TIMEOUT_S)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # our child leads the group: the id is ours
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate(timeout=PROCESS_TIMEOUT_S)
+        code = None
+        err += f"\n(killed after {PROCESS_TIMEOUT_S} s)".encode()
+    return subprocess.CompletedProcess(argv, code, out, err)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_greeting(port: int, proc: subprocess.Popen, seconds: float, tls: bool = False) -> bool:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as raw:
+                raw.settimeout(5)
+                s = context.wrap_socket(raw) if tls else raw
+                if s.recv(100).startswith(b"+OK"):
+                    return True
+        except OSError:
+            time.sleep(0.05)  # readiness poll, bounded by the deadline
+    return False
+
+
+class Dovecot:
+    def __init__(self, work: Path, cert: Path, key: Path, mails: dict[str, bytes]) -> None:
+        self.work = work
+        self.maildir = work / "mail" / USER
+        self.log = work / "dovecot.log"
+        self.port, self.tls_port = free_port(), free_port()
+        while self.tls_port == self.port:
+            self.tls_port = free_port()
+        owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+        (work / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::\n")
+        for sub in ("new", "cur", "tmp"):
+            (self.maildir / sub).mkdir(parents=True)
+        for i, data in enumerate(mails.values(), start=1):
+            (self.maildir / "new" / f"{1764300000 + i * 60}.M{1000 + i}P{2000 + i}.mx.pigeon.test"
+             ).write_bytes(data)
+        for path in [work / "mail", *(work / "mail").rglob("*")]:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        self.conf = work / "dovecot.conf"
+        self.conf.write_text(f"""base_dir = {work}/run
+state_dir = {work}/state
+protocols = pop3
+listen = {HOST}
+log_path = {self.log}
+auth_verbose = yes
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = yes
+auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 apop
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:{work}/mail/%u
+pop3_uidl_format = %08Xu%08Xv
+passdb {{
+  driver = passwd-file
+  args = {work}/users
+}}
+userdb {{
+  driver = static
+  args = uid={owner.pw_uid} gid={owner.pw_gid} home={work}/mail/%u
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = {HOST}
+    port = {self.port}
+  }}
+  inet_listener pop3s {{
+    address = {HOST}
+    port = {self.tls_port}
+    ssl = yes
+  }}
+}}
+""")
+        dovecot = shutil.which("dovecot") or "/usr/sbin/dovecot"
+        with open(work / "dovecot.stderr", "wb") as stderr:
+            self.proc = subprocess.Popen([dovecot, "-F", "-c", str(self.conf)],
+                                         stdout=subprocess.DEVNULL, stderr=stderr)
+
+    def started(self) -> bool:
+        return (wait_for_greeting(self.port, self.proc, START_TIMEOUT_S)
+                and wait_for_greeting(self.tls_port, self.proc, START_TIMEOUT_S, tls=True))
+
+    def messages(self) -> list[bytes]:
+        return maildir_files(self.maildir)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = "".join(p.read_text(errors="replace") for p in (self.log, self.work / "dovecot.stderr")
+                       if p.exists())
+        return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=PROCESS_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=PROCESS_TIMEOUT_S)
+
+
+# ----------------------------------------------------------------------------------------
+# The test
+
+
+class Test:
+    def __init__(self, pigeon: str, work: Path, cert: Path, fingerprint: str,
+                 dovecot: Dovecot, mails: dict[str, bytes]) -> None:
+        self.pigeon = pigeon
+        self.work = work
+        self.cert = cert
+        self.fingerprint = fingerprint
+        self.dovecot = dovecot
+        self.mails = mails
+        self.runs = 0
+        self.env = {"HOME": str(work / "home"), "XDG_STATE_HOME": str(work / "home" / "state"),
+                    "XDG_CONFIG_HOME": str(work / "home" / "config"),
+                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+        (work / "home").mkdir()
+
+    def fresh(self, name: str) -> tuple[Path, Path]:
+        """A new (state file, target Maildir) pair for one run."""
+        self.runs += 1
+        d = self.work / "runs" / f"{self.runs:02d}-{name}"
+        d.mkdir(parents=True)
+        return d / "state", d / "maildir"
+
+    def fetch(self, state: Path, target: Path, *, tls: str = "starttls", host: str = "localhost",
+              ca_file: bool = True, password: str = PASSWORD, options: list[str] | None = None,
+              json_out: bool = True) -> tuple[subprocess.CompletedProcess, dict]:
+        port = self.dovecot.port if tls == "starttls" else self.dovecot.tls_port
+        argv = [self.pigeon, "fetch", "--host", host, "--port", str(port), "--user", USER,
+                "--tls", tls, "--password-command", f"echo {password}",
+                "--deliver-to", f"maildir:{target}", "--state-file", str(state)]
+        argv += ["--ca-file", str(self.cert)] if ca_file else []
+        argv += (["--json"] if json_out else []) + (options or [])
+        proc = run_bounded(argv, env=self.env)
+        report: dict = {}
+        if json_out:
+            try:
+                summary = json.loads(proc.stdout)
+                if not isinstance(summary, list) or len(summary) != 1:
+                    raise ValueError("not an array of one account")
+                report = summary[0]
+            except ValueError as error:
+                raise Failure(f"`{' '.join(argv)}`: no JSON summary on stdout ({error})\n"
+                              + self.describe(proc)) from None
+        return proc, report
+
+    def describe(self, proc: subprocess.CompletedProcess) -> str:
+        return (f"command: {' '.join(proc.args)}\nexit: {proc.returncode}\n"
+                f"stdout: {proc.stdout.decode(errors='replace')[-3000:]}\n"
+                f"stderr: {proc.stderr.decode(errors='replace')[-3000:]}")
+
+    def expect(self, ok: bool, what: str, proc: subprocess.CompletedProcess | None = None) -> None:
+        if not ok:
+            raise Failure(what + ("\n" + self.describe(proc) if proc is not None else ""))
+
+    def expect_fetched(self, what: str, proc: subprocess.CompletedProcess, report: dict,
+                       target: Path, mechanism: str | None = None) -> None:
+        """Exit 0, 20 new and stored, the right octet count, and every message identical."""
+        total = sum(wire_octets(m) for m in self.mails.values())
+        self.expect(proc.returncode == 0 and report.get("outcome") == "fetched"
+                    and report.get("exit_code") == 0 and report.get("on_server") == 20
+                    and report.get("new") == 20 and report.get("stored") == 20
+                    and report.get("stored_octets") == total and "error" not in report,
+                    f"{what}: expected exit 0 with 20 new and stored ({total} octets)", proc)
+        self.expect(str(report.get("tls", {}).get("protocol", "")).startswith("TLSv1."),
+                    f"{what}: the JSON summary has no TLS protocol", proc)
+        if mechanism is not None:
+            self.expect(report.get("mechanism") == mechanism,
+                        f"{what}: mechanism {report.get('mechanism')!r}, expected {mechanism!r}", proc)
+        try:
+            check_delivered(target, self.mails)
+        except Failure as failure:
+            raise Failure(f"{what}: {failure}\n{self.describe(proc)}") from None
+
+    def expect_refused(self, what: str, proc: subprocess.CompletedProcess, report: dict,
+                       target: Path, code: int, outcome: str) -> None:
+        self.expect(proc.returncode == code and report.get("exit_code") == code
+                    and report.get("outcome") == outcome and report.get("stored") == 0
+                    and report.get("error"),
+                    f"{what}: expected exit {code} ({outcome}) with an error", proc)
+        self.expect(not maildir_files(target), f"{what}: a message was delivered", proc)
+
+    def server_keeps_all(self, what: str) -> None:
+        on_server = sorted(self.dovecot.messages())
+        if on_server != sorted(self.mails.values()):
+            raise Failure(f"{what}: Dovecot's Maildir holds {len(on_server)} messages, not the "
+                          "20 originals unchanged")
+
+    # ---- the cases
+
+    def stls_keep(self) -> str:
+        state, target = self.fresh("keep")
+        proc, report = self.fetch(state, target)
+        self.expect_fetched("STLS keep mode, first run", proc, report, target)
+        self.server_keeps_all("after STLS keep mode")
+        proc, report = self.fetch(state, target)
+        self.expect(proc.returncode == 1 and report.get("outcome") == "nothing-new"
+                    and report.get("on_server") == 20 and report.get("new") == 0
+                    and report.get("stored") == 0,
+                    "STLS keep mode, second run with the same state: expected exit 1, 0 stored", proc)
+        self.expect(len(maildir_files(target)) == 20,
+                    "STLS keep mode, second run: the target no longer holds exactly 20 messages")
+        self.server_keeps_all("after the second keep run")
+        return "keep mode over STLS: 20 stored byte for byte, server keeps 20; second run exit 1"
+
+    def implicit_pinned(self) -> str:
+        state, target = self.fresh("pinned")
+        proc, report = self.fetch(state, target, tls="implicit",
+                                  options=["--fingerprint", self.fingerprint])
+        self.expect_fetched("implicit TLS, pinned fingerprint", proc, report, target)
+        state, target = self.fresh("wrong-pin")
+        proc, report = self.fetch(state, target, tls="implicit", options=["--fingerprint", "a" * 64])
+        self.expect_refused("implicit TLS, wrong fingerprint", proc, report, target, 79, "tls-failure")
+        return "implicit TLS with the SHA-256 pinned: 20 stored; a wrong pin: exit 79"
+
+    def tls_verification(self) -> str:
+        state, target = self.fresh("no-ca")
+        proc, report = self.fetch(state, target, ca_file=False)
+        self.expect_refused("STLS without --ca-file (self-signed, system store)", proc, report,
+                            target, 79, "tls-failure")
+        state, target = self.fresh("ip-host")
+        proc, report = self.fetch(state, target, host=HOST)
+        self.expect_refused("STLS to 127.0.0.1 with a certificate for localhost", proc, report,
+                            target, 79, "tls-failure")
+        state, target = self.fresh("ip-host-implicit")
+        proc, report = self.fetch(state, target, tls="implicit", host=HOST)
+        self.expect_refused("implicit TLS to 127.0.0.1 with a certificate for localhost", proc,
+                            report, target, 79, "tls-failure")
+        return "untrusted certificate, and a name mismatch (STLS, implicit): exit 79"
+
+    def mechanisms(self) -> str:
+        for mechanism in MECHANISMS:
+            state, target = self.fresh(mechanism)
+            proc, report = self.fetch(state, target, options=["--auth", mechanism])
+            self.expect_fetched(f"--auth {mechanism} over STLS", proc, report, target, mechanism)
+        state, target = self.fresh("auto")
+        proc, report = self.fetch(state, target)
+        self.expect_fetched("--auth auto over STLS", proc, report, target, "SCRAM-SHA-256")
+        return f"--auth {', '.join(MECHANISMS)} each fetch 20; auto picks SCRAM-SHA-256"
+
+    def wrong_password(self) -> str:
+        for options in ([], ["--auth", "USER"]):
+            state, target = self.fresh("wrong-password")
+            proc, report = self.fetch(state, target, password="wrong", options=options)
+            what = f"wrong password ({' '.join(options) or 'auto'})"
+            self.expect_refused(what, proc, report, target, 77, "auth-failure")
+            # Dovecot refuses the credentials with "-ERR [AUTH] Authentication failed."
+            self.expect("[AUTH]" in str(report.get("error")),
+                        f"{what}: the error is not Dovecot's [AUTH] refusal", proc)
+        self.server_keeps_all("after the wrong passwords")
+        return "wrong password (auto, USER): exit 77"
+
+    def delete_mode(self) -> str:
+        state, target = self.fresh("delete")
+        proc, report = self.fetch(state, target, options=["--delete"])
+        self.expect_fetched("--delete over STLS", proc, report, target)
+        self.expect(report.get("deleted") == 20, f"--delete: {report.get('deleted')} deleted, not 20",
+                    proc)
+        left = self.dovecot.messages()
+        self.expect(not left, f"--delete: Dovecot's Maildir still holds {len(left)} messages", proc)
+        return "delete mode: 20 stored byte for byte, Dovecot's Maildir empty"
+
+    def serverinfo(self) -> str:
+        state, target = self.fresh("serverinfo")
+        proc, _ = self.fetch(state, target, json_out=False, options=["--serverinfo"])
+        out = proc.stdout.decode(errors="replace")
+        self.expect(proc.returncode == 0, "--serverinfo: expected exit 0 (the server was described)", proc)
+        for needed in ("Capabilities before STLS:", "Capabilities:", "STLS", "SHA-256",
+                       self.fingerprint, "SASL", "PIPELINING", "UIDL"):
+            self.expect(needed in out, f"--serverinfo: {needed!r} missing from its output", proc)
+        self.expect(not (state.exists() or target.exists()),
+                    "--serverinfo: a state file or the target was created", proc)
+        return "--serverinfo: capabilities before/after STLS and the certificate's SHA-256"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pigeon", required=True, help="the pigeon binary (CMake target pigeon)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directory and print its path")
+    args = parser.parse_args()
+    pigeon = os.path.abspath(args.pigeon)
+    if not (os.path.isfile(pigeon) and os.access(pigeon, os.X_OK)):
+        print(f"FAIL: pigeon {args.pigeon!r} is missing or not executable")
+        return 1
+    missing = [tool for tool in ("dovecot", "openssl")
+               if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}")]
+    if missing:
+        print(f"FAIL: missing {', '.join(missing)} (scripts/install-deps.sh installs them)")
+        return 1
+
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="pigeon-fetch-dovecot-"))
+    os.chmod(work, 0o755)   # Dovecot's mail processes run as the Maildir's owner
+    dovecot = None
+    passed = 0
+    try:
+        cert, key = work / "cert.pem", work / "key.pem"
+        made = run_bounded(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                            "-keyout", str(key), "-out", str(cert)])
+        printed = run_bounded(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)])
+        if made.returncode != 0 or printed.returncode != 0:
+            print(f"FAIL: openssl: {(made.stderr + printed.stderr).decode(errors='replace')}")
+            return 1
+        fingerprint = printed.stdout.decode().strip().split("=", 1)[1].upper()
+        mails = mailbox()
+        dovecot = Dovecot(work, cert, key, mails)
+        if not dovecot.started():
+            print(f"FAIL: Dovecot did not start on ports {dovecot.port} and {dovecot.tls_port}:\n"
+                  + dovecot.log_tail())
+            return 1
+        test = Test(pigeon, work, cert, fingerprint, dovecot, mails)
+        cases = [test.stls_keep, test.implicit_pinned, test.tls_verification, test.mechanisms,
+                 test.wrong_password, test.delete_mode, test.serverinfo]
+        for number, case in enumerate(cases, start=1):
+            try:
+                what = case()
+            except Failure as failure:
+                print(f"not ok {number} - {case.__name__}")
+                print("FAIL: " + str(failure).replace("\n", "\n    "))
+                print("Dovecot's log:\n    " + dovecot.log_tail().replace("\n", "\n    "))
+                return 1
+            passed += 1
+            print(f"ok {number} - {what}", flush=True)
+    finally:
+        if dovecot is not None:
+            dovecot.stop()
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"PASS: interop.fetch_dovecot ({passed} cases, {time.monotonic() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
