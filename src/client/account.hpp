@@ -52,7 +52,7 @@ struct Account {
     std::uint64_t size_limit = 0;        // octets; 0: none
     SizeAction size_action = SizeAction::skip;
     bool received_header = true;
-    std::uint32_t pipeline_window = 16; // RETRs outstanding when the server offers PIPELINING
+    std::uint32_t pipeline_window = 32; // RETRs outstanding when the server offers PIPELINING
 
     std::chrono::milliseconds connect_timeout{30'000};
     std::chrono::milliseconds timeout{120'000}; // any one read or write

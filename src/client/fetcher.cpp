@@ -14,13 +14,16 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <fmt/format.h>
 #include <map>
+#include <mutex>
 #include <openssl/evp.h>
 #include <set>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 namespace pigeon::client {
@@ -163,6 +166,86 @@ std::optional<std::pair<std::uint32_t, std::string>> numbered(std::string_view l
     return std::pair{number, std::string(rest.substr(0, trailing))};
 }
 
+// A finished message waiting for its group's commit.
+struct Waiting {
+    std::unique_ptr<SinkMessage> message;
+    std::size_t index = 0; // into the message list
+};
+
+// What a group's commit did.
+struct Committed {
+    std::vector<std::uint32_t> stored_numbers; // stored and recorded: DELE may follow
+    std::uint64_t stored_octets = 0;
+    std::size_t failed = 0;
+    std::vector<std::string> warnings;
+    std::optional<Failure> fatal; // the state could not be written: stop
+};
+
+// One background thread that commits one group at a time.
+class Committer {
+public:
+    Committer() = default;
+    Committer(const Committer&) = delete;
+    Committer& operator=(const Committer&) = delete;
+    Committer(Committer&&) = delete;
+    Committer& operator=(Committer&&) = delete;
+    ~Committer()
+    {
+        if (m_thread.joinable()) {
+            m_thread.join();
+        }
+    }
+
+    [[nodiscard]] bool busy() const noexcept { return m_busy; }
+
+    void start(std::function<Committed()> work)
+    {
+        if (m_thread.joinable()) {
+            m_thread.join();
+        }
+        m_busy = true;
+        m_thread = std::thread([this, work = std::move(work)]() mutable {
+            Committed result = work();
+            const std::lock_guard lock(m_mutex);
+            m_finished.push_back(std::move(result));
+            m_done = true;
+            m_changed.notify_all();
+        });
+    }
+
+    // Waits for the group in flight.
+    void wait()
+    {
+        std::unique_lock lock(m_mutex);
+        m_changed.wait(lock, [this] { return m_done; });
+    }
+
+    std::vector<Committed> take_finished()
+    {
+        std::vector<Committed> out;
+        {
+            const std::lock_guard lock(m_mutex);
+            out.swap(m_finished);
+            if (m_done) {
+                m_done = false;
+                m_busy = false;
+            }
+        }
+        if (!m_busy && m_thread.joinable()) {
+            m_thread.join();
+        }
+        return out;
+    }
+
+private:
+    std::thread m_thread;
+    std::mutex m_mutex;
+    std::condition_variable m_changed;
+    std::vector<Committed> m_finished;
+    bool m_done = false;
+    bool m_busy = false;
+};
+
 struct Transfer {
     struct Outstanding {
         bool retr = true;
@@ -183,10 +266,6 @@ struct Transfer {
     std::string error; // why the message being received will not be stored
     std::uint64_t current_octets = 0;
     Progress progress;
-    struct Waiting {
-        std::unique_ptr<SinkMessage> message;
-        std::size_t index = 0;
-    };
     std::vector<Waiting> batch; // finished, not yet committed
     std::uint64_t batch_octets = 0;
     std::chrono::steady_clock::time_point batch_started{};
@@ -346,7 +425,9 @@ private:
     void on_status(const Reply& reply, const std::vector<ServerMessage>& messages, Transfer& transfer);
     void on_body(std::string_view bytes, Transfer& transfer);
     void on_end(const std::vector<ServerMessage>& messages, Transfer& transfer);
-    Step<void> commit_batch(const std::vector<ServerMessage>& messages, Transfer& transfer);
+    Committed commit_group(const std::vector<ServerMessage>& messages, std::vector<Waiting> group,
+                           std::time_t now);
+    void apply(Committed&& committed, Transfer& transfer);
     Step<void> finish();
     void after_login_capabilities();
 
@@ -1027,36 +1108,34 @@ void Driver::on_end(const std::vector<ServerMessage>& messages, Transfer& transf
     }
 }
 
-// Stores the waiting group: durable where nobody sees it (one sync), targets journalled,
-// published, recorded (one journal sync each), then DELE queued if the keep policy says so.
-Step<void> Driver::commit_batch(const std::vector<ServerMessage>& messages, Transfer& transfer)
+// Stores a group: durable where nobody sees it (one sync), targets journalled, published,
+// recorded (one journal sync each). Runs on the committer thread; touches only the sink's
+// group, the state and its own result (the DELEs it allows are sent by the receiving thread).
+Committed Driver::commit_group(const std::vector<ServerMessage>& messages, std::vector<Waiting> group,
+                               std::time_t now)
 {
-    if (transfer.batch.empty()) {
-        return {};
-    }
-    std::vector<SinkMessage*> group;
-    for (const auto& waiting : transfer.batch) {
-        group.push_back(waiting.message.get());
+    Committed result;
+    std::vector<SinkMessage*> pointers;
+    for (const auto& waiting : group) {
+        pointers.push_back(waiting.message.get());
     }
     const auto fail_all = [&](const std::string& why) {
-        for (const auto& waiting : transfer.batch) {
-            ++m_report.failed;
-            m_report.warnings.push_back(fmt::format("message {} not stored (left on the server): {}",
-                                                    messages[waiting.index].number, why));
+        for (const auto& waiting : group) {
+            ++result.failed;
+            result.warnings.push_back(fmt::format("message {} not stored (left on the server): {}",
+                                                  messages[waiting.index].number, why));
         }
-        transfer.batch.clear();
-        transfer.batch_octets = 0;
     };
-    if (auto synced = m_sink->sync(group); !synced) {
+    if (auto synced = m_sink->sync(pointers); !synced) {
         fail_all(synced.error());
-        return {};
+        return result;
     }
     fault(m_options, "prepared");
     std::size_t intended = 0;
-    auto results = m_sink->publish(group, [&](const std::vector<std::string>& targets) -> SinkResult {
+    auto results = m_sink->publish(pointers, [&](const std::vector<std::string>& targets) -> SinkResult {
         std::vector<FetchState::Pending> deliveries;
         for (const auto& target : targets) {
-            deliveries.push_back({messages[transfer.batch.at(intended++).index].uid, target});
+            deliveries.push_back({messages[group.at(intended++).index].uid, target});
         }
         auto noted = m_state->intend(deliveries);
         fault(m_options, "intended");
@@ -1064,31 +1143,43 @@ Step<void> Driver::commit_batch(const std::vector<ServerMessage>& messages, Tran
     });
     fault(m_options, "published");
     std::vector<std::string> stored;
-    for (std::size_t i = 0; i < transfer.batch.size(); ++i) {
-        const auto& message = messages[transfer.batch[i].index];
+    for (std::size_t i = 0; i < group.size(); ++i) {
+        const auto& message = messages[group[i].index];
         if (results.at(i)) {
             stored.push_back(message.uid);
-            ++m_report.stored;
-            m_report.stored_octets += message.octets;
-            if (!m_account.keep) {
-                transfer.to_delete.push_back(message.number);
-            }
+            result.stored_numbers.push_back(message.number);
+            result.stored_octets += message.octets;
         } else {
             // Its journalled target (if any) is settled at the next run: resolve() is the judge.
-            ++m_report.failed;
-            m_report.warnings.push_back(fmt::format("message {} not stored (left on the server): {}",
-                                                    message.number, results[i].error()));
+            ++result.failed;
+            result.warnings.push_back(fmt::format("message {} not stored (left on the server): {}",
+                                                  message.number, results[i].error()));
         }
     }
-    transfer.batch.clear();
-    transfer.batch_octets = 0;
+    group.clear(); // unpublished messages remove their files here, before the record
     if (!stored.empty()) {
-        if (auto recorded = m_state->record(stored, transfer.now); !recorded) {
-            return tl::unexpected(Failure{Outcome::temporary, recorded.error()});
+        if (auto recorded = m_state->record(stored, now); !recorded) {
+            result.fatal = Failure{Outcome::temporary, recorded.error()};
+            result.stored_numbers.clear();
+            return result;
         }
         fault(m_options, "recorded");
     }
-    return {};
+    return result;
+}
+
+void Driver::apply(Committed&& committed, Transfer& transfer)
+{
+    m_report.stored += committed.stored_numbers.size();
+    m_report.stored_octets += committed.stored_octets;
+    m_report.failed += committed.failed;
+    for (auto& warning : committed.warnings) {
+        m_report.warnings.push_back(std::move(warning));
+    }
+    if (!m_account.keep) {
+        transfer.to_delete.insert(transfer.to_delete.end(), committed.stored_numbers.begin(),
+                                  committed.stored_numbers.end());
+    }
 }
 
 Step<void> Driver::transfer()
@@ -1124,21 +1215,45 @@ Step<void> Driver::transfer()
     if (m_options.progress) {
         m_options.progress(transfer.progress);
     }
+    // Groups are committed on a second thread while the next messages arrive: the network and
+    // the disk work at the same time. One group in flight; the next waits for it.
+    Committer committer;
     for (;;) {
+        for (auto& done : committer.take_finished()) {
+            if (done.fatal) {
+                return tl::unexpected(*done.fatal);
+            }
+            apply(std::move(done), transfer);
+        }
         const bool receiving_more = transfer.retrs_outstanding > 0 || !transfer.to_fetch.empty();
         const bool batch_due =
-            !transfer.batch.empty() &&
+            !transfer.batch.empty() && !transfer.receiving &&
             (!receiving_more || transfer.batch.size() >= m_options.batch_messages ||
              transfer.batch_octets >= m_options.batch_octets ||
              std::chrono::steady_clock::now() - transfer.batch_started >= m_options.batch_age);
-        if (batch_due && !transfer.receiving) {
-            if (auto committed = commit_batch(messages, transfer); !committed) {
-                return committed;
-            }
+        if (batch_due && !committer.busy()) {
+            // (std::function needs a copyable callable: the group travels in a shared_ptr.)
+            auto group = std::make_shared<std::vector<Waiting>>(std::move(transfer.batch));
+            committer.start([this, &messages, group, now = transfer.now] {
+                return commit_group(messages, std::move(*group), now);
+            });
+            transfer.batch.clear();
+            transfer.batch_octets = 0;
+            continue;
+        }
+        const bool idle_network =
+            transfer.outstanding.empty() && transfer.to_delete.empty() && transfer.to_fetch.empty();
+        if (idle_network && committer.busy()) {
+            committer.wait(); // nothing to read until this group is stored (or the next may start)
+            continue;
         }
         if (transfer.to_fetch.empty() && transfer.to_delete.empty() && transfer.outstanding.empty() &&
             transfer.batch.empty()) {
             break;
+        }
+        if (batch_due && committer.busy() && transfer.batch.size() >= 2 * m_options.batch_messages) {
+            committer.wait(); // bounded: at most two groups of messages wait on this side
+            continue;
         }
         fill_window(messages, transfer);
         auto ev = next();

@@ -58,6 +58,7 @@ struct FetchOptions {
     std::function<std::optional<SecretString>(const Account&)> prompt_password;
     std::function<std::time_t()> clock = [] { return std::time(nullptr); };
     // Tests: called at every point between effects with its name; a test may _exit() there.
+    // Called from the committing thread too (see fetcher.cpp), so it must be thread-safe.
     std::function<void(std::string_view)> fault_point;
     // Trust the certificate only to show it (--serverinfo --insecure).
     bool tls_no_verify = false;

@@ -92,6 +92,9 @@ bool plain_name(std::string_view name)
 
 // --- Maildir ------------------------------------------------------------------------------------
 
+// A message's pieces are gathered up to this before they are written.
+constexpr std::size_t write_buffer_octets = std::size_t{256} * 1024;
+
 // fsync() of each file, or one syncfs() for a larger group (all in one file system).
 SinkResult sync_files(const std::vector<std::pair<int, std::string>>& files)
 {
@@ -126,20 +129,34 @@ public:
         }
     }
 
+    // Pieces are gathered up to write_buffer_octets so that a message costs one or two write()s.
     SinkResult write(std::string_view bytes) override
     {
         m_octets += bytes.size();
-        return write_fd(m_fd.get(), bytes, tmp_path());
+        m_buffer.append(bytes);
+        if (m_buffer.size() < write_buffer_octets) {
+            return {};
+        }
+        return flush();
     }
 
     SinkResult finish() override
     {
+        if (auto flushed = flush(); !flushed) {
+            return flushed;
+        }
         // ",S=" is the file's size, as Dovecot writes it, so readers need not stat it.
         m_final_name = fmt::format("{},S={}", m_tmp_name, m_octets);
         return {};
     }
 
     [[nodiscard]] std::string tmp_path() const { return m_root + "/tmp/" + m_tmp_name; }
+    SinkResult flush()
+    {
+        auto written = write_fd(m_fd.get(), m_buffer, tmp_path());
+        m_buffer.clear();
+        return written;
+    }
     [[nodiscard]] std::string final_path() const { return m_root + "/new/" + m_final_name; }
     [[nodiscard]] std::string target() const
     {
@@ -158,6 +175,7 @@ private:
     std::string m_final_name;
     UniqueFd m_fd;
     std::uint64_t m_octets = 0;
+    std::string m_buffer;
     bool m_published = false;
 };
 

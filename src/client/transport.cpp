@@ -188,6 +188,12 @@ TransportResult<std::string> Transport::read_some(std::size_t max, std::chrono::
             ERR_clear_error();
             std::size_t got = 0;
             if (SSL_read_ex(m_ssl, buffer.data(), buffer.size(), &got) == 1) {
+                // One record per SSL_read: take the records already read ahead as well.
+                std::size_t more = 0;
+                while (got < buffer.size() && SSL_pending(m_ssl) > 0 &&
+                       SSL_read_ex(m_ssl, buffer.data() + got, buffer.size() - got, &more) == 1) {
+                    got += more;
+                }
                 buffer.resize(got);
                 return buffer;
             }

@@ -3,6 +3,7 @@
 #include "storage/fs_util.hpp"
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -56,6 +57,36 @@ bool is_stale(const std::string& path, const struct stat& st)
     return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
 
+// Creates `path` holding "PID\n": a private file linked to the name (EEXIST if the lock is
+// taken), or O_EXCL where the file system has no hard links. On failure `error` is the errno.
+UniqueFd create_dotlock(const std::string& path, int& error)
+{
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    static std::atomic<unsigned> sequence{0};
+    const std::string mine =
+        path + "." + std::to_string(::getpid()) + "." + std::to_string(++sequence) + ".tmp";
+    UniqueFd fd(::open(mine.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (fd.valid()) {
+        const bool written = static_cast<bool>(write_all(fd.get(), pid));
+        const int linked = written ? ::link(mine.c_str(), path.c_str()) : -1;
+        error = errno;
+        ::unlink(mine.c_str());
+        if (linked == 0) {
+            return fd; // the same inode as the dotlock
+        }
+        if (!written || (error != EPERM && error != ENOTSUP && error != EOPNOTSUPP)) {
+            return UniqueFd();
+        }
+    }
+    UniqueFd direct(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!direct.valid()) {
+        error = errno;
+        return direct;
+    }
+    (void)write_all(direct.get(), pid);
+    return direct;
+}
+
 } // namespace
 
 Result<MboxLock> MboxLock::acquire(int fd, const std::string& mbox_path, const Options& options)
@@ -68,12 +99,12 @@ Result<MboxLock> MboxLock::acquire(int fd, const std::string& mbox_path, const O
     if (options.dotlock) {
         const std::string path = mbox_path + ".lock";
         for (;;) {
-            UniqueFd dotlock(
-                ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+            // The dotlock appears with our PID already in it (written to a private file, then
+            // linked to the lock's name, as liblockfile does): a process killed while taking it
+            // never leaves an empty dotlock that only the five-minute rule could clear.
+            int created = -1;
+            auto dotlock = create_dotlock(path, created);
             if (dotlock.valid()) {
-                // The PID helps an administrator; no program relies on it.
-                const std::string pid = std::to_string(::getpid()) + "\n";
-                (void)write_all(dotlock.get(), pid);
                 struct stat st {};
                 if (::fstat(dotlock.get(), &st) == 0) {
                     lock.m_dotlock_inode = static_cast<std::uint64_t>(st.st_ino);
@@ -82,6 +113,7 @@ Result<MboxLock> MboxLock::acquire(int fd, const std::string& mbox_path, const O
                 lock.m_refreshed = std::chrono::steady_clock::now();
                 break;
             }
+            errno = created;
             if (errno != EEXIST) {
                 return fail(last_errno());
             }
