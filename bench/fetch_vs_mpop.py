@@ -173,6 +173,8 @@ def main() -> int:
     ap.add_argument("--getmail", action="store_true", help="add getmail6 (slow: over a minute for 5,000)")
     ap.add_argument("--runs", type=int, default=1, help="measured runs per client (the median is reported)")
     ap.add_argument("--data-dir", default=os.path.join(REPO, "build", "bench-data"))
+    ap.add_argument("--big-mb", type=int, default=50,
+                    help="also download one message of this many MB (memory must not grow with it; 0: skip)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     clients = [c for c in args.clients.split(",") if c]
@@ -184,6 +186,15 @@ def main() -> int:
     n = args.messages
     uid, gid = ensure_mail_user()
     root, octets = ensure_mailbox(args.data_dir, n, uid, gid)
+    big_box = f"{USER}big{args.big_mb}"
+    if args.big_mb:
+        big_path = os.path.join(root, big_box)
+        if not os.path.isdir(big_path):
+            line = b"The quick brown fox jumps over the lazy dog, again and again, line after line.\n"
+            body = line * (args.big_mb * 1024 * 1024 // len(line))
+            make_maildir(root, big_box, [("1764000000.M1P1.big:2,",
+                                          b"From: a@example.net\nSubject: big\nMessage-ID: <big@example.net>\n\n" + body)])
+            subprocess.run(["chown", "-R", f"{uid}:{gid}", big_path], check=True, timeout=600)
     top = tempfile.mkdtemp(prefix="pigeon-fetchbench-", dir=os.path.join(REPO, "build"))
     os.chmod(top, 0o755)
     dovecot = None
@@ -195,7 +206,7 @@ def main() -> int:
                         "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
         os.chmod(key, 0o600)
         passwd = os.path.join(top, "users.passwd")
-        write_passwd(passwd, [f"{USER}{n}"], "PLAIN", uid, gid, root)
+        write_passwd(passwd, [f"{USER}{n}"] + ([big_box] if args.big_mb else []), "PLAIN", uid, gid, root)
         dwork = os.path.join(top, "dovecot")
         os.makedirs(dwork)
         dovecot = Dovecot(dwork, passwd, root, cert, key, uid, gid, "PLAIN", os.cpu_count() or 2)
@@ -204,19 +215,19 @@ def main() -> int:
         port = dovecot.tls_port
         env_base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 
-        def argv_for(client: str, run_dir: str) -> list[str]:
+        def argv_for(client: str, run_dir: str, user: str = f"{USER}{n}") -> list[str]:
             target = os.path.join(run_dir, "Maildir")
             for sub in ("new", "cur", "tmp"):
                 os.makedirs(os.path.join(target, sub), exist_ok=True)
             if client == "pigeon":
-                return [pigeon, "fetch", "--host", HOST, "--port", str(port), "--user", f"{USER}{n}",
+                return [pigeon, "fetch", "--host", HOST, "--port", str(port), "--user", user,
                         "--tls", "implicit", "--ca-file", cert, "--password-command", f"echo {PASSWORD}",
                         "--deliver-to", f"maildir:{target}", "--state-file", os.path.join(run_dir, "state"),
                         "--quiet"]
             if client == "mpop":
                 rc = os.path.join(run_dir, "mpoprc")
                 with open(rc, "w") as fh:
-                    fh.write("\n".join(["account default", f"host {HOST}", f"port {port}", f"user {USER}{n}",
+                    fh.write("\n".join(["account default", f"host {HOST}", f"port {port}", f"user {user}",
                                         f"password {PASSWORD}", "tls on", "tls_starttls off",
                                         f"tls_trust_file {cert}", "auth user", "keep on",
                                         f"uidls_file {os.path.join(run_dir, 'uidls')}",
@@ -270,6 +281,18 @@ def main() -> int:
         for client in clients:
             ordered = sorted(runs[client], key=lambda r: r["wall_s"])
             results[client] = dict(ordered[len(ordered) // 2], all_wall_s=[round(r["wall_s"], 2) for r in runs[client]])
+        big = {}
+        if args.big_mb:
+            for client in [c for c in clients if c in ("pigeon", "mpop")]:
+                run_dir = os.path.join(top, f"{client}-big")
+                os.makedirs(run_dir)
+                env = dict(env_base, HOME=run_dir, XDG_STATE_HOME=run_dir)
+                res = measured(client, argv_for(client, run_dir, big_box), env, run_dir, timeout)
+                res["problem"] = check_delivery(os.path.join(run_dir, "Maildir"), 1)
+                big[client] = res
+                log(f"{client}, one {args.big_mb} MB message: {res['wall_s']:.2f} s, max RSS "
+                    f"{res['maxrss_kib'] / 1024:.1f} MB, {'ok' if res['ok'] and not res['problem'] else 'FAILED'}")
+                shutil.rmtree(run_dir, ignore_errors=True)
         wire = wire_only(port, cert, n, timeout)
         log(f"wire only (pipelined RETR, data discarded): {wire:.2f} s")
     finally:
@@ -291,11 +314,16 @@ def main() -> int:
         print(f"{client:<12}{res['wall_s']:>9.2f}{mb / res['wall_s']:>9.1f}{res['cpu_s']:>8.2f}"
               f"{res['maxrss_kib'] / 1024:>9.1f}MB{ratio:>11}  {status}")
     print(f"{'wire only':<12}{wire:>9.2f}{mb / wire:>9.1f}")
+    for client, res in big.items():
+        print(f"{client:<12} one {args.big_mb} MB message: {res['wall_s']:.2f} s, max RSS {res['maxrss_kib'] / 1024:.1f} MB"
+              f" ({res['maxrss_kib'] / 1024 - results.get(client, {}).get('maxrss_kib', 0) / 1024:+.1f} MB over the"
+              f" 5,000-message run)")
     if base and "mpop" in results:
         print(f"\nmpop / pigeon = {results['mpop']['wall_s'] / base:.2f} (goal >= 3)")
     versions = tool_versions(mpop=["mpop", "--version"], fetchmail=["fetchmail", "--version"],
                              dovecot=["dovecot", "--version"])
-    print(json.dumps({"messages": n, "octets": octets, "wire_s": wire, "results": results, "versions": versions}))
+    print(json.dumps({"messages": n, "octets": octets, "wire_s": wire, "results": results, "big": big,
+                      "versions": versions}))
     return 0 if all(r["ok"] and not r["problem"] for r in results.values()) else 1
 
 

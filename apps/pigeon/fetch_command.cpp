@@ -15,6 +15,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
 #include <vector>
@@ -88,6 +89,18 @@ std::optional<SecretString> prompt_password(const client::Account& account)
     return SecretString(std::move(line));
 }
 
+// Server text on the terminal: control characters (escape sequences) become '?'.
+std::string printable(std::string_view text)
+{
+    std::string out(text);
+    for (char& c : out) {
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) {
+            c = '?';
+        }
+    }
+    return out;
+}
+
 std::string human_octets(std::uint64_t octets)
 {
     if (octets >= std::uint64_t{1024} * 1024) {
@@ -124,8 +137,9 @@ public:
         const double rate = seconds > 0 ? static_cast<double>(progress.octets_done) / seconds : 0;
         std::string left = "--:--";
         if (rate > 0 && progress.octets_total >= progress.octets_done) {
-            const auto remaining =
-                static_cast<long>(static_cast<double>(progress.octets_total - progress.octets_done) / rate);
+            const double seconds_left =
+                static_cast<double>(progress.octets_total - progress.octets_done) / rate;
+            const auto remaining = static_cast<long>(std::min(seconds_left, 359'999.0));
             left = fmt::format("{}:{:02}", remaining / 60, remaining % 60);
         }
         std::string line = fmt::format(
@@ -217,6 +231,10 @@ void print_serverinfo(const client::FetchReport& report)
 
 int run_fetch(FetchCli& cli)
 {
+    if (cli.insecure && !cli.serverinfo) {
+        fmt::print(stderr, "pigeon fetch: --insecure is only for --serverinfo (it logs in to nothing)\n");
+        return exit_usage;
+    }
     std::vector<client::Account> accounts;
     if (!cli.adhoc.host.empty()) {
         client::Account account = cli.adhoc;
@@ -228,6 +246,14 @@ int run_fetch(FetchCli& cli)
         account.name = account.name.empty() ? fmt::format("{}@{}", account.user, account.host) : account.name;
         account.deliver_to =
             account.deliver_to.empty() && cli.serverinfo ? "maildir:/nonexistent" : account.deliver_to;
+        if (!account.deliver_to.starts_with("command:") &&
+            account.deliver_to.find(':') != std::string::npos) {
+            const auto colon = account.deliver_to.find(':') + 1;
+            account.deliver_to =
+                account.deliver_to.substr(0, colon) + client::expand_home(account.deliver_to.substr(colon));
+        }
+        account.state_file = client::expand_home(account.state_file);
+        account.ca_file = client::expand_home(account.ca_file);
         if (auto valid = client::validate(account); !valid) {
             fmt::print(stderr, "pigeon fetch: {}\n", valid.error());
             return exit_code(client::Outcome::config);
@@ -255,6 +281,11 @@ int run_fetch(FetchCli& cli)
         }
     }
 
+    // A group of messages waiting for its commit holds a file each: the soft limit up to the hard.
+    if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        (void)::setrlimit(RLIMIT_NOFILE, &files);
+    }
     const bool tty = ::isatty(STDERR_FILENO) == 1 && !cli.quiet && !cli.json && !cli.verbose;
     client::Outcome overall = client::Outcome::nothing_new;
     nlohmann::json summary = nlohmann::json::array();
@@ -264,7 +295,7 @@ int run_fetch(FetchCli& cli)
         options.tls_no_verify = cli.insecure;
         options.prompt_password = prompt_password;
         if (cli.verbose) {
-            options.trace = [](std::string_view line) { fmt::print(stderr, "{}\n", line); };
+            options.trace = [](std::string_view line) { fmt::print(stderr, "{}\n", printable(line)); };
         }
         std::unique_ptr<ProgressLine> progress;
         if (tty) {
@@ -283,7 +314,7 @@ int run_fetch(FetchCli& cli)
         }
         if (!cli.quiet) {
             for (const auto& warning : report.warnings) {
-                fmt::print(stderr, "pigeon fetch: {}: warning: {}\n", account.name, warning);
+                fmt::print(stderr, "pigeon fetch: {}: warning: {}\n", account.name, printable(warning));
             }
         }
         if (cli.serverinfo && report.error.empty()) {
@@ -292,7 +323,7 @@ int run_fetch(FetchCli& cli)
         }
         if (!report.error.empty()) {
             fmt::print(stderr, "pigeon fetch: {}: {}: {}\n", account.name,
-                       client::outcome_name(report.outcome), report.error);
+                       client::outcome_name(report.outcome), printable(report.error));
         } else if (!cli.quiet) {
             fmt::print(stderr, "{}: {} new of {} on the server, {} stored ({}), {} deleted, {:.1f} s\n",
                        account.name, report.new_messages, report.on_server, report.stored,
@@ -300,7 +331,8 @@ int run_fetch(FetchCli& cli)
         }
     }
     if (cli.json) {
-        std::cout << summary.dump(2) << "\n";
+        // Server text may be any bytes: invalid UTF-8 is replaced, never a reason to print nothing.
+        std::cout << summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
     return client::exit_code(overall);
 }
@@ -342,7 +374,7 @@ void add_fetch_command(CLI::App& app, int& exit_code)
     fetch->add_flag("--serverinfo", cli->serverinfo,
                     "Print greeting, TLS and certificate, capabilities; fetch nothing");
     fetch->add_flag("--insecure", cli->insecure,
-                    "With --serverinfo: show a certificate even if it is not trusted");
+                    "With --serverinfo only: show a certificate even if it is not trusted");
     fetch->add_flag("-q,--quiet", cli->quiet, "Print nothing but errors (for cron)");
     fetch->add_flag("-v,--verbose", cli->verbose, "Print the POP3 dialogue (credentials masked)");
     fetch->add_flag("--json", cli->json, "Print a JSON summary of every account on standard output");

@@ -39,8 +39,8 @@ bool FetchState::valid_uid(std::string_view uid) noexcept
 
 FetchState::FetchState(FetchState&& other) noexcept
     : m_path(std::move(other.m_path)), m_journal_path(std::move(other.m_journal_path)),
-      m_journal_fd(std::exchange(other.m_journal_fd, -1)), m_seen(std::move(other.m_seen)),
-      m_pending(std::move(other.m_pending))
+      m_journal_fd(std::exchange(other.m_journal_fd, -1)), m_broken(other.m_broken),
+      m_seen(std::move(other.m_seen)), m_pending(std::move(other.m_pending))
 {
 }
 
@@ -53,6 +53,7 @@ FetchState& FetchState::operator=(FetchState&& other) noexcept
         m_path = std::move(other.m_path);
         m_journal_path = std::move(other.m_journal_path);
         m_journal_fd = std::exchange(other.m_journal_fd, -1);
+        m_broken = other.m_broken;
         m_seen = std::move(other.m_seen);
         m_pending = std::move(other.m_pending);
     }
@@ -119,7 +120,13 @@ tl::expected<FetchState, std::string> FetchState::open(const std::string& state_
         ++line_number;
         const auto end = rest.find('\n');
         if (end == std::string_view::npos) {
-            break; // the last append was cut short by a crash: it never took effect
+            // The last append was cut short by a crash: it never took effect. Cut it off, so
+            // the next append does not continue it.
+            const auto keep = static_cast<off_t>(journal->size() - rest.size());
+            if (::ftruncate(state.m_journal_fd, keep) != 0 || ::fdatasync(state.m_journal_fd) != 0) {
+                return tl::unexpected(fmt::format("{}: {}", state.m_journal_path, std::strerror(errno)));
+            }
+            break;
         }
         const std::string_view line = rest.substr(0, end);
         rest.remove_prefix(end + 1);
@@ -160,13 +167,22 @@ std::optional<std::time_t> FetchState::first_download(const std::string& uid) co
 
 tl::expected<void, std::string> FetchState::append(const std::string& line)
 {
-    if (auto written = storage::write_all(m_journal_fd, line); !written) {
-        return tl::unexpected(fmt::format("{}: {}", m_journal_path, written.error().message()));
+    if (m_broken) {
+        return tl::unexpected(
+            fmt::format("{}: an earlier write failed and could not be taken back", m_journal_path));
     }
-    if (::fdatasync(m_journal_fd) != 0) {
-        return tl::unexpected(fmt::format("{}: {}", m_journal_path, std::strerror(errno)));
+    const off_t before = ::lseek(m_journal_fd, 0, SEEK_END);
+    auto written = storage::write_all(m_journal_fd, line);
+    if (written && ::fdatasync(m_journal_fd) == 0) {
+        return {};
     }
-    return {};
+    const std::string why = written ? std::string(std::strerror(errno)) : written.error().message();
+    // A partial append (a full disk) is taken back, so that nothing half-written is followed by
+    // the next line; should even that fail, no more appends are made in this run.
+    if (before < 0 || ::ftruncate(m_journal_fd, before) != 0) {
+        m_broken = true;
+    }
+    return tl::unexpected(fmt::format("{}: {}", m_journal_path, why));
 }
 
 tl::expected<void, std::string> FetchState::intend(const std::string& uid, const std::string& target)

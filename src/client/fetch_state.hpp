@@ -4,7 +4,7 @@
 // killed.
 //
 // Two files in the state directory: NAME.state, a snapshot rewritten atomically at the end of a
-// run, and NAME.journal, to which every change is appended and fsynced before the next effect
+// run, and NAME.state.journal, to which every change is appended and fsynced before the next effect
 // (the journal is folded into the snapshot and emptied at the next save). A line cut short by a
 // crash is ignored; every other line is checked, and a damaged file is an error, never a reason
 // to download everything again.
@@ -78,6 +78,7 @@ private:
     std::string m_path;
     std::string m_journal_path;
     int m_journal_fd = -1;
+    bool m_broken = false; // a failed append could not be taken back
     std::map<std::string, std::time_t> m_seen;
     std::vector<Pending> m_pending;
 };

@@ -35,6 +35,13 @@ using protocol::Reply;
 namespace command = protocol::command;
 namespace event = protocol::event;
 
+// A listing (UIDL, LIST, CAPA) longer than this is an attack, not a mailbox: at most 512 octets
+// each, it bounds the memory a hostile server can make the client hold to about 1 GB.
+constexpr std::size_t max_listing_lines = 2'000'000;
+
+// The unique-ids made from headers for a server without UIDL.
+constexpr std::string_view header_uid_prefix = "pigeon-hdr-";
+
 struct Failure {
     Outcome outcome;
     std::string message;
@@ -301,6 +308,8 @@ private:
         if (m_options.trace) {
             if (std::holds_alternative<command::Pass>(cmd)) {
                 trace("C: PASS ********");
+            } else if (const auto* apop = std::get_if<command::Apop>(&cmd)) {
+                trace(fmt::format("C: APOP {} ********", apop->name)); // the digest can be cracked offline
             } else if (const auto* auth = std::get_if<command::Auth>(&cmd);
                        auth != nullptr && auth->initial_response) {
                 trace(fmt::format("C: AUTH {} ********", auth->mechanism.value_or("")));
@@ -387,6 +396,11 @@ private:
                 return lines;
             }
             if (auto* line = std::get_if<event::ListingLine>(&*ev)) {
+                if (lines.size() >= max_listing_lines) {
+                    return tl::unexpected(
+                        Failure{Outcome::protocol,
+                                fmt::format("the server's listing exceeds {} lines", max_listing_lines)});
+                }
                 lines.push_back(std::move(line->text));
             }
         }
@@ -423,7 +437,8 @@ private:
     void plan(const std::vector<ServerMessage>& messages, Transfer& transfer);
     void fill_window(const std::vector<ServerMessage>& messages, Transfer& transfer);
     void on_status(const Reply& reply, const std::vector<ServerMessage>& messages, Transfer& transfer);
-    void on_body(std::string_view bytes, Transfer& transfer);
+    Step<void> on_body(std::string_view bytes, const std::vector<ServerMessage>& messages,
+                       Transfer& transfer);
     void on_end(const std::vector<ServerMessage>& messages, Transfer& transfer);
     Committed commit_group(const std::vector<ServerMessage>& messages, std::vector<Waiting> group,
                            std::time_t now);
@@ -799,6 +814,16 @@ void Driver::after_login_capabilities()
 
 Step<void> Driver::run()
 {
+    if (!m_options.serverinfo_only) {
+        // The state before the connection: a second run of the same account stops here, as a
+        // temporary failure (the first is still at work).
+        auto state = FetchState::open(state_path(m_account));
+        if (!state) {
+            const bool busy = state.error().find("another pigeon fetch") != std::string::npos;
+            return tl::unexpected(Failure{busy ? Outcome::temporary : Outcome::config, state.error()});
+        }
+        m_state.emplace(std::move(*state));
+    }
     if (auto connected = connect(); !connected) {
         return connected;
     }
@@ -807,12 +832,6 @@ Step<void> Driver::run()
         (void)status();
         return {};
     }
-    // The state and the sink before the login: a second run of the same account stops here.
-    auto state = FetchState::open(state_path(m_account));
-    if (!state) {
-        return tl::unexpected(Failure{Outcome::config, state.error()});
-    }
-    m_state.emplace(std::move(*state));
     SinkOptions sink_options;
     sink_options.account = m_account.name;
     sink_options.spool_directory = state_path(m_account) + ".spool";
@@ -887,8 +906,14 @@ Step<std::vector<ServerMessage>> Driver::list_messages()
                 found->second.uid = entry->second;
             }
         }
+    } else if (capability("UIDL") || !uidl->error().code.empty()) {
+        // UIDL is offered (or the refusal carries a response code such as [SYS/TEMP] or
+        // [IN-USE]): a passing trouble, not a server without UIDL.
+        return tl::unexpected(Failure{classify(uidl->error(), Outcome::temporary),
+                                      "UIDL refused: " + reply_line(uidl->error())});
     } else {
-        // No UIDL (RFC 1939 makes it optional): a unique-id from the message's header section
+        // No UIDL (RFC 1939 makes it optional, and CAPA does not list it): a unique-id from the
+        // message's header section
         // and size, read with TOP n 0 (docs/fetch.md, "What happens in a run").
         m_report.warnings.emplace_back(
             "the server has no UIDL: unique-ids are made from each message's header and "
@@ -949,7 +974,7 @@ Step<std::string> Driver::header_uid(const ServerMessage& message)
     std::array<unsigned char, EVP_MAX_MD_SIZE> value{};
     unsigned int length = 0;
     EVP_DigestFinal_ex(digest.get(), value.data(), &length);
-    std::string uid = "pigeon-hdr-";
+    std::string uid(header_uid_prefix);
     for (unsigned int i = 0; i < 16; ++i) {
         uid += fmt::format("{:02x}", value[i]);
     }
@@ -1055,10 +1080,19 @@ void Driver::on_status(const Reply& reply, const std::vector<ServerMessage>& mes
     }
 }
 
-void Driver::on_body(std::string_view bytes, Transfer& transfer)
+Step<void> Driver::on_body(std::string_view bytes, const std::vector<ServerMessage>& messages,
+                           Transfer& transfer)
 {
     transfer.progress.octets_done += bytes.size();
     transfer.current_octets += bytes.size();
+    // A server that streams far more than LIST announced would fill the disk behind size_limit's
+    // back: the connection is dropped (the message stays on the server).
+    const std::uint64_t announced = messages[transfer.outstanding.front().index].octets;
+    if (transfer.current_octets > announced + announced / 2 + 1024 * 1024) {
+        return tl::unexpected(Failure{
+            Outcome::protocol, fmt::format("message {} is far larger than the {} octets LIST announced",
+                                           messages[transfer.outstanding.front().index].number, announced)});
+    }
     if (transfer.current) {
         transfer.converted.clear();
         transfer.converter.feed(bytes, transfer.converted);
@@ -1069,6 +1103,7 @@ void Driver::on_body(std::string_view bytes, Transfer& transfer)
     if (m_options.progress) {
         m_options.progress(transfer.progress);
     }
+    return {};
 }
 
 // The end of a message: it joins the group waiting for the next commit.
@@ -1197,8 +1232,13 @@ Step<void> Driver::transfer()
     for (const auto& message : messages) {
         listed_uids.insert(message.uid);
     }
+    // Only ids of the scheme in use now are judged (a server whose UIDL failed once must not
+    // make every real unique-id look gone), and an empty listing judges nothing (a home not
+    // mounted at the server looks like an empty mailbox).
+    const bool header_ids = !messages.empty() && messages.front().uid.starts_with(header_uid_prefix);
     for (const auto& [uid, when] : m_state->entries()) {
-        if (!listed_uids.contains(uid)) {
+        if (!messages.empty() && uid.starts_with(header_uid_prefix) == header_ids &&
+            !listed_uids.contains(uid)) {
             gone.push_back(uid);
         }
     }
@@ -1269,7 +1309,9 @@ Step<void> Driver::transfer()
             if (!transfer.receiving) {
                 return tl::unexpected(Failure{Outcome::protocol, "message data out of turn"});
             }
-            on_body(data->bytes, transfer);
+            if (auto taken = on_body(data->bytes, messages, transfer); !taken) {
+                return taken;
+            }
         } else if (std::holds_alternative<event::End>(*ev)) {
             if (!transfer.receiving || transfer.outstanding.empty()) {
                 return tl::unexpected(Failure{Outcome::protocol, "end of a message out of turn"});

@@ -84,6 +84,14 @@ SinkResult write_fd(int fd, std::string_view bytes, const std::string& path)
     return {};
 }
 
+tl::expected<bool, std::string> durable(const SinkResult& synced)
+{
+    if (!synced) {
+        return tl::unexpected(synced.error());
+    }
+    return true;
+}
+
 // A file name we made (no '/', no leading '.').
 bool plain_name(std::string_view name)
 {
@@ -154,7 +162,7 @@ public:
     SinkResult flush()
     {
         auto written = write_fd(m_fd.get(), m_buffer, tmp_path());
-        m_buffer.clear();
+        std::string().swap(m_buffer); // a message waiting for its group holds no buffer
         return written;
     }
     [[nodiscard]] std::string final_path() const { return m_root + "/new/" + m_final_name; }
@@ -249,9 +257,10 @@ public:
             return tl::unexpected(fmt::format("damaged pending delivery \"{}\"", target));
         }
         const std::string final_name(words[1]);
+        // Found means found durably: the rename a killed run made may not have reached the disk.
         struct stat st {};
         if (::lstat((m_root + "/new/" + final_name).c_str(), &st) == 0) {
-            return true;
+            return durable(fsync_dir(m_root + "/new"));
         }
         // A mail reader may have moved it to cur/, adding ":2,flags".
         if (DIR* dir = ::opendir((m_root + "/cur").c_str()); dir != nullptr) {
@@ -265,7 +274,7 @@ public:
             }
             ::closedir(dir);
             if (found) {
-                return true;
+                return durable(fsync_dir(m_root + "/cur"));
             }
         }
         // Killed between the journal and the rename: the file in tmp/ is complete (fsynced
@@ -567,23 +576,24 @@ public:
         if (size >= offset + length) {
             auto hash = storage::mbox::hash_file_range(fd, offset, offset + length);
             delivered = hash && *hash == words[3];
+            if (delivered && ::fsync(fd) != 0) { // the append a killed run made, made durable
+                return tl::unexpected(errno_text(m_path));
+            }
         }
-        if (!delivered && size > offset && size < offset + length) {
-            // Killed mid-append: remove the partial message if it is ours, byte for byte.
-            const UniqueFd spool(::open(spool_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-            auto ours = spool.valid() ? storage::mbox::hash_file_range(spool.get(), 0, size - offset)
-                                      : Result<std::string>(tl::unexpected(std::error_code()));
+        const UniqueFd spool(::open(spool_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (!delivered && size > offset && size < offset + length && spool.valid()) {
+            // Killed mid-append: remove the partial message if it is ours, byte for byte. (Without
+            // the spool, the append never started: this run's process removed it, or never
+            // wrote it.)
+            auto ours = storage::mbox::hash_file_range(spool.get(), 0, size - offset);
             auto theirs = storage::mbox::hash_file_range(fd, offset, size);
             if (ours && theirs && *ours == *theirs) {
                 if (::ftruncate(fd, static_cast<off_t>(offset)) != 0 || ::fsync(fd) != 0) {
                     return tl::unexpected(errno_text(m_path));
                 }
-            } else {
-                return tl::unexpected(
-                    fmt::format("{}: a delivery was cut short at offset {} and cannot be taken "
-                                "back safely; check the end of the mbox",
-                                m_path, offset));
             }
+            // Otherwise another program changed the mbox since: the partial message cannot be
+            // told apart from theirs and stays; the message is delivered again.
         }
         ::unlink(spool_path.c_str());
         return delivered;
@@ -621,23 +631,43 @@ SinkResult run_command(const std::string& command, SpoolFile& spool, const SinkO
         return tl::unexpected(errno_text("fork"));
     }
     if (child == 0) {
+        ::setpgid(0, 0); // its own process group: a timeout ends the command and its children
         ::dup2(spool.fd(), STDIN_FILENO);
         ::dup2(STDERR_FILENO, STDOUT_FILENO); // keep pigeon's own output (--json) clean
         ::setenv("PIGEON_ACCOUNT", options.account.c_str(), 1);
         ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
         ::_exit(127);
     }
+    (void)::setpgid(child, child);
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
-    if (pidfd >= 0) {
-        pollfd entry{pidfd, POLLIN, 0};
-        const auto ms = static_cast<int>(options.command_timeout.count());
-        if (::poll(&entry, 1, ms) == 0) {
-            ::kill(child, SIGKILL);
+    const auto deadline = std::chrono::steady_clock::now() + options.command_timeout;
+    for (bool exited = false; !exited;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            ::kill(-child, SIGKILL);
             ::waitpid(child, nullptr, 0);
-            ::close(pidfd);
+            if (pidfd >= 0) {
+                ::close(pidfd);
+            }
             return tl::unexpected(fmt::format("delivery command timed out after {} s: {}",
                                               options.command_timeout.count() / 1000, command));
         }
+        if (pidfd >= 0) {
+            pollfd entry{pidfd, POLLIN, 0};
+            const int ready = ::poll(&entry, 1, static_cast<int>(std::min<long long>(left.count(), 60'000)));
+            exited = ready > 0;
+        } else {
+            // No pidfd (an old kernel): look ten times a second, leaving the child to waitpid().
+            siginfo_t info{};
+            exited = ::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                     info.si_pid == child;
+            if (!exited) {
+                ::usleep(100'000);
+            }
+        }
+    }
+    if (pidfd >= 0) {
         ::close(pidfd);
     }
     int status = 0;
@@ -754,38 +784,44 @@ void CrlfToLf::finish(std::string& out)
 void MboxrdQuoter::feed(std::string_view in, std::string& out)
 {
     static constexpr std::string_view from = "From ";
+    out.reserve(out.size() + in.size());
     for (const char c : in) {
         if (!m_line_start) {
             out += c;
             m_line_start = c == '\n';
             continue;
         }
-        // At the start of a line: hold '>'s and a prefix of "From " until it is decided.
-        m_held += c;
-        const std::size_t gts = m_held.find_first_not_of('>');
-        if (gts == std::string::npos) {
-            continue; // only '>'s so far
+        // At the start of a line: count '>'s, then match "From " (held, never stored: a line
+        // of a million '>'s costs a counter, not a buffer).
+        if (c == '>' && m_from == 0) {
+            ++m_gts;
+            continue;
         }
-        const std::string_view rest = std::string_view(m_held).substr(gts);
-        if (from.starts_with(rest)) {
-            if (rest.size() == from.size()) {
-                out += '>';
-                out += m_held;
-                m_held.clear();
+        if (m_from < from.size() && c == from[m_from]) {
+            if (++m_from == from.size()) {
+                out.append(m_gts + 1, '>'); // mboxrd: one more '>'
+                out.append(from);
+                m_gts = 0;
+                m_from = 0;
                 m_line_start = false;
             }
             continue;
         }
-        out += m_held;
-        m_line_start = m_held.back() == '\n';
-        m_held.clear();
+        out.append(m_gts, '>');
+        out.append(from.substr(0, m_from));
+        out += c;
+        m_gts = 0;
+        m_from = 0;
+        m_line_start = c == '\n';
     }
 }
 
 void MboxrdQuoter::finish(std::string& out)
 {
-    out += m_held;
-    m_held.clear();
+    out.append(m_gts, '>');
+    out.append(std::string_view("From ").substr(0, m_from));
+    m_gts = 0;
+    m_from = 0;
     m_line_start = true;
 }
 

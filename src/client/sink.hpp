@@ -98,7 +98,8 @@ public:
 
 private:
     bool m_line_start = true;
-    std::string m_held; // '>'s and a partial "From " at the start of a line, undecided
+    std::size_t m_gts = 0;  // '>'s at the start of the line, held until decided
+    std::size_t m_from = 0; // octets of "From " matched after them
 };
 
 } // namespace pigeon::client

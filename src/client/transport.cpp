@@ -100,8 +100,9 @@ TransportResult<void> Transport::connect(const std::string& host, std::uint16_t 
             network_error(fmt::format("cannot resolve {}: {}", host, ::gai_strerror(status))));
     }
     std::string failures;
-    const auto deadline = Clock::now() + timeout;
     for (const addrinfo* address = found; address != nullptr; address = address->ai_next) {
+        // Each address gets the whole timeout: one that drops packets must not starve the next.
+        const auto deadline = Clock::now() + timeout;
         const int fd = ::socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
                                 address->ai_protocol);
         if (fd < 0) {

@@ -287,6 +287,15 @@ public:
         if (m_done) {
             return fail(errc::unexpected_reply);
         }
+        // A hostile server's "i=" would have the client compute PBKDF2 for hours: the same bound
+        // as the -PLUS endpoint code (scram_endpoint.cpp) before GNU SASL sees it.
+        if (const auto at = challenge.find(",i="); at != std::string_view::npos) {
+            std::string_view digits = challenge.substr(at + 3);
+            digits = digits.substr(0, digits.find(','));
+            if (digits.size() > 7 || (digits.size() == 7 && digits > "1000000")) {
+                return fail(errc::auth_failed);
+            }
+        }
         return run(challenge);
     }
 

@@ -610,8 +610,33 @@ TEST(FetchState, ACutJournalLineIsIgnoredAndDamageIsAnError)
         ASSERT_TRUE(state->save());
     }
     EXPECT_EQ(read_file(path), "pigeon-fetch-state 1\nu1 100\n");
+    // The cut line was taken off the journal when it was opened, so the "! u2" appended after
+    // it began a line of its own (it was emptied by save()).
+    EXPECT_EQ(read_file(path + ".journal"), "");
     std::ofstream(path, std::ios::app) << "u 2 3\n";
     EXPECT_FALSE(client::FetchState::open(path));
+}
+
+TEST(FetchState, ALineAppendedAfterACutOneIsRead)
+{
+    TempDir dir;
+    const std::string path = dir.path() + "/c.state";
+    {
+        auto state = client::FetchState::open(path);
+        ASSERT_TRUE(state);
+        ASSERT_TRUE(state->record("u1", 100));
+    }
+    std::ofstream(path + ".journal", std::ios::app) << "? u2 maildir a"; // killed mid-append
+    {
+        auto state = client::FetchState::open(path);
+        ASSERT_TRUE(state) << state.error();
+        ASSERT_TRUE(state->record("u3", 300)); // no save(): the journal alone keeps it
+    }
+    auto state = client::FetchState::open(path);
+    ASSERT_TRUE(state) << state.error();
+    EXPECT_TRUE(state->contains("u1"));
+    EXPECT_TRUE(state->contains("u3"));
+    EXPECT_TRUE(state->pending().empty());
 }
 
 TEST(FetchState, ASecondRunOfTheSameAccountIsRefused)
