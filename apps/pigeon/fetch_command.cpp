@@ -1,7 +1,9 @@
 #include "fetch_command.hpp"
 
 #include "client/account.hpp"
+#include "client/fetch_state.hpp"
 #include "client/fetcher.hpp"
+#include "client/import.hpp"
 #include "exit_codes.hpp"
 
 #include <CLI/CLI.hpp>
@@ -10,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fcntl.h>
 #include <filesystem>
 #include <iostream>
@@ -56,7 +59,44 @@ struct FetchCli {
     bool quiet = false;
     bool verbose = false;
     bool json = false;
+    std::string import_mpop;
+    std::string import_fetchmail;
 };
+
+// --import-mpop / --import-fetchmail: the unique-ids another client downloaded become this
+// account's, as downloaded now; nothing is fetched.
+int import_uids(const FetchCli& cli, const std::vector<client::Account>& accounts)
+{
+    const bool mpop = !cli.import_mpop.empty();
+    const std::string& file = mpop ? cli.import_mpop : cli.import_fetchmail;
+    int code = exit_success;
+    for (const auto& account : accounts) {
+        auto uids = client::read_foreign_uids(mpop ? "mpop" : "fetchmail", client::expand_home(file),
+                                              account.host, account.user);
+        if (!uids) {
+            fmt::print(stderr, "pigeon fetch: {}: {}\n", account.name, uids.error());
+            code = client::exit_code(client::Outcome::config);
+            continue;
+        }
+        auto state = client::FetchState::open(client::state_path(account));
+        if (!state) {
+            fmt::print(stderr, "pigeon fetch: {}: {}\n", account.name, state.error());
+            code = client::exit_code(client::Outcome::config);
+            continue;
+        }
+        auto added = state->import(*uids, std::time(nullptr));
+        if (!added || !state->save()) {
+            fmt::print(stderr, "pigeon fetch: {}: cannot write the state\n", account.name);
+            code = client::exit_code(client::Outcome::temporary);
+            continue;
+        }
+        if (!cli.quiet) {
+            fmt::print(stderr, "{}: {} unique-ids imported from {} ({} already known)\n", account.name,
+                       *added, file, uids->size() - *added);
+        }
+    }
+    return code;
+}
 
 std::optional<SecretString> prompt_password(const client::Account& account)
 {
@@ -286,6 +326,9 @@ int run_fetch(FetchCli& cli)
         files.rlim_cur = files.rlim_max;
         (void)::setrlimit(RLIMIT_NOFILE, &files);
     }
+    if (!cli.import_mpop.empty() || !cli.import_fetchmail.empty()) {
+        return import_uids(cli, accounts);
+    }
     const bool tty = ::isatty(STDERR_FILENO) == 1 && !cli.quiet && !cli.json && !cli.verbose;
     client::Outcome overall = client::Outcome::nothing_new;
     nlohmann::json summary = nlohmann::json::array();
@@ -378,6 +421,13 @@ void add_fetch_command(CLI::App& app, int& exit_code)
     fetch->add_flag("-q,--quiet", cli->quiet, "Print nothing but errors (for cron)");
     fetch->add_flag("-v,--verbose", cli->verbose, "Print the POP3 dialogue (credentials masked)");
     fetch->add_flag("--json", cli->json, "Print a JSON summary of every account on standard output");
+    auto* from_mpop =
+        fetch->add_option("--import-mpop", cli->import_mpop,
+                          "Import what mpop downloaded (its uidls_file, ~/.mpop_uidls); fetch nothing");
+    fetch
+        ->add_option("--import-fetchmail", cli->import_fetchmail,
+                     "Import what fetchmail downloaded (its .fetchids); fetch nothing")
+        ->excludes(from_mpop);
     fetch->callback([cli, &exit_code] { exit_code = run_fetch(*cli); });
 }
 

@@ -1088,7 +1088,7 @@ Step<void> Driver::on_body(std::string_view bytes, const std::vector<ServerMessa
     // A server that streams far more than LIST announced would fill the disk behind size_limit's
     // back: the connection is dropped (the message stays on the server).
     const std::uint64_t announced = messages[transfer.outstanding.front().index].octets;
-    if (transfer.current_octets > announced + announced / 2 + 1024 * 1024) {
+    if (transfer.current_octets > announced + announced / 2 + std::uint64_t{1024} * 1024) {
         return tl::unexpected(Failure{
             Outcome::protocol, fmt::format("message {} is far larger than the {} octets LIST announced",
                                            messages[transfer.outstanding.front().index].number, announced)});

@@ -100,6 +100,13 @@ bool plain_name(std::string_view name)
 
 // --- Maildir ------------------------------------------------------------------------------------
 
+// A sink's messages are the ones it made in begin(): this is how it finds its own type again.
+template <class Message>
+Message* own(SinkMessage* message)
+{
+    return static_cast<Message*>(message); // NOLINT(cppcoreguidelines-pro-type-static-cast-downcast)
+}
+
 // A message's pieces are gathered up to this before they are written.
 constexpr std::size_t write_buffer_octets = std::size_t{256} * 1024;
 
@@ -215,7 +222,7 @@ public:
     {
         std::vector<std::pair<int, std::string>> files;
         for (auto* message : group) {
-            const auto* maildir = static_cast<MaildirMessage*>(message);
+            const auto* maildir = own<MaildirMessage>(message);
             files.emplace_back(maildir->fd(), maildir->tmp_path());
         }
         return sync_files(files);
@@ -225,7 +232,7 @@ public:
     {
         std::vector<std::string> targets;
         for (auto* message : group) {
-            targets.push_back(static_cast<MaildirMessage*>(message)->target());
+            targets.push_back(own<MaildirMessage>(message)->target());
         }
         if (auto noted = intend(targets); !noted) {
             return std::vector<SinkResult>(group.size(), noted);
@@ -233,7 +240,7 @@ public:
         std::vector<SinkResult> results;
         bool any = false;
         for (auto* message : group) {
-            auto* maildir = static_cast<MaildirMessage*>(message);
+            auto* maildir = own<MaildirMessage>(message);
             if (::rename(maildir->tmp_path().c_str(), maildir->final_path().c_str()) != 0) {
                 results.emplace_back(tl::unexpected(errno_text(maildir->final_path())));
                 continue;
@@ -487,7 +494,7 @@ public:
     {
         std::vector<std::pair<int, std::string>> files;
         for (auto* message : group) {
-            auto& spool = static_cast<MboxMessage*>(message)->spool();
+            auto& spool = own<MboxMessage>(message)->spool();
             files.emplace_back(spool.fd(), spool.path());
         }
         return sync_files(files);
@@ -497,7 +504,7 @@ public:
     // messages after it are not appended.
     std::vector<SinkResult> publish(const std::vector<SinkMessage*>& group, const Intend& intend) override
     {
-        const auto all = [&group](SinkResult result) {
+        const auto all = [&group](const SinkResult& result) {
             return std::vector<SinkResult>(group.size(), result);
         };
         auto opened = open_locked(m_path, true);
@@ -525,7 +532,7 @@ public:
         std::vector<std::string> targets;
         std::vector<std::uint64_t> offsets;
         for (std::uint64_t at = offset; auto* message : group) {
-            auto* mbox = static_cast<MboxMessage*>(message);
+            auto* mbox = own<MboxMessage>(message);
             targets.push_back(fmt::format("mbox {} {} {} {}", at, mbox->spool().octets(), mbox->hash(),
                                           mbox->spool().name()));
             offsets.push_back(at);
@@ -536,8 +543,7 @@ public:
         }
         std::vector<SinkResult> results;
         for (std::size_t i = 0; i < group.size(); ++i) {
-            auto appended =
-                append_spool(fd, m_path, static_cast<MboxMessage*>(group[i])->spool(), offsets[i]);
+            auto appended = append_spool(fd, m_path, own<MboxMessage>(group[i])->spool(), offsets[i]);
             if (!appended) {
                 (void)::ftruncate(fd, static_cast<off_t>(offsets[i]));
                 results.resize(group.size(), appended);
@@ -706,7 +712,7 @@ public:
     {
         std::vector<std::pair<int, std::string>> files;
         for (auto* message : group) {
-            auto& spool = static_cast<CommandMessage*>(message)->spool();
+            auto& spool = own<CommandMessage>(message)->spool();
             files.emplace_back(spool.fd(), spool.path());
         }
         return sync_files(files);
@@ -717,7 +723,7 @@ public:
     {
         std::vector<SinkResult> results;
         for (auto* message : group) {
-            auto& spool = static_cast<CommandMessage*>(message)->spool();
+            auto& spool = own<CommandMessage>(message)->spool();
             if (auto noted = intend({fmt::format("command {}", spool.name())}); !noted) {
                 results.emplace_back(noted);
                 continue;

@@ -14,8 +14,10 @@ about 200 KB), then runs `pigeon fetch --json` without an accounts file:
   4. --auth SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN, USER and APOP each log in and
      fetch; auto picks SCRAM-SHA-256 (Dovecot 2.3 offers no -PLUS mechanism)
   5. a wrong password (auto and USER): exit 77, Dovecot's -ERR [AUTH] in the error
-  6. delete mode: 20 stored, identical, and the server's Maildir is empty afterwards
-  7. --serverinfo: the capabilities before and after STLS and the certificate's SHA-256
+  6. mpop and fetchmail download the mailbox; after --import-mpop / --import-fetchmail of
+     their files, pigeon fetch finds nothing new
+  7. delete mode: 20 stored, identical, and the server's Maildir is empty afterwards
+  8. --serverinfo: the capabilities before and after STLS and the certificate's SHA-256
 
 Usage: fetch_dovecot_test.py --pigeon PATH [--keep]
 Only the standard library, openssl and Dovecot. Every process is bounded by a timeout; Dovecot
@@ -453,6 +455,46 @@ class Test:
         self.expect(not left, f"--delete: Dovecot's Maildir still holds {len(left)} messages", proc)
         return "delete mode: 20 stored byte for byte, Dovecot's Maildir empty"
 
+    def imports(self) -> str:
+        """mpop and fetchmail download the mailbox first; after importing their lists, pigeon
+        fetch finds nothing new."""
+        work = self.work / "imports"
+        work.mkdir()
+        (work / "home").mkdir()
+        env = {"HOME": str(work / "home"), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+        mpop_dest = work / "mpop-Maildir"
+        for sub in ("new", "cur", "tmp"):
+            (mpop_dest / sub).mkdir(parents=True)
+        rc = work / "mpoprc"
+        rc.write_text("\n".join(["account default", "host localhost", f"port {self.dovecot.port}", f"user {USER}",
+                                 f"password {PASSWORD}", "tls on", "tls_starttls on", f"tls_trust_file {self.cert}",
+                                 "auth plain", "keep on", f"uidls_file {work / 'mpop.uidls'}",
+                                 f"delivery maildir {mpop_dest}"]) + "\n")
+        os.chmod(rc, 0o600)
+        proc = run_bounded(["mpop", "-C", str(rc), "-q"], env=env)
+        self.expect(proc.returncode == 0, "mpop itself must download the mailbox first", proc)
+        fm_rc = work / "fetchmailrc"
+        fm_rc.write_text(f'poll localhost port {self.dovecot.port} proto pop3 uidl\n'
+                         f'    user "{USER}" password "{PASSWORD}"\n')
+        os.chmod(fm_rc, 0o600)
+        mda = work / "mda.sh"
+        mda.write_text('#!/bin/sh\ncat > /dev/null\n')
+        os.chmod(mda, 0o755)
+        proc = run_bounded(["fetchmail", "-f", str(fm_rc), "--nodetach", "--nosyslog", "--keep",
+                            "--pidfile", str(work / "fetchmail.pid"), "--idfile", str(work / "fetchmail.ids"),
+                            "--sslcertck", "--sslcertfile", str(self.cert), "--sslproto", "TLS1.2+",
+                            "--mda", str(mda)], env=env)
+        self.expect(proc.returncode == 0, "fetchmail itself must download the mailbox first", proc)
+        for kind, path in (("mpop", work / "mpop.uidls"), ("fetchmail", work / "fetchmail.ids")):
+            state, target = self.fresh(f"import-{kind}")
+            proc, _ = self.fetch(state, target, json_out=False, options=[f"--import-{kind}", str(path)])
+            self.expect(proc.returncode == 0 and b"20 unique-ids imported" in proc.stderr,
+                        f"--import-{kind}: 20 unique-ids imported", proc)
+            proc, report = self.fetch(state, target)
+            self.expect(proc.returncode == 1 and report.get("stored") == 0,
+                        f"after --import-{kind}: nothing new (exit 1)", proc)
+        return "--import-mpop, --import-fetchmail: after mpop's and fetchmail's own runs, nothing new"
+
     def serverinfo(self) -> str:
         state, target = self.fresh("serverinfo")
         proc, _ = self.fetch(state, target, json_out=False, options=["--serverinfo"])
@@ -505,7 +547,7 @@ def main() -> int:
             return 1
         test = Test(pigeon, work, cert, fingerprint, dovecot, mails)
         cases = [test.stls_keep, test.implicit_pinned, test.tls_verification, test.mechanisms,
-                 test.wrong_password, test.delete_mode, test.serverinfo]
+                 test.wrong_password, test.imports, test.delete_mode, test.serverinfo]
         for number, case in enumerate(cases, start=1):
             try:
                 what = case()
