@@ -10,13 +10,17 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <fcntl.h>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <pthread.h>
 #include <string>
 #include <sys/resource.h>
 #include <termios.h>
@@ -61,6 +65,9 @@ struct FetchCli {
     bool json = false;
     std::string import_mpop;
     std::string import_fetchmail;
+    bool daemon = false;
+    std::string interval_text = "5m";
+    std::chrono::seconds interval{300};
 };
 
 // --import-mpop / --import-fetchmail: the unique-ids another client downloaded become this
@@ -269,10 +276,147 @@ void print_serverinfo(const client::FetchReport& report)
     }
 }
 
+// One account: fetch, then its warnings and summary line (or --serverinfo's description).
+client::FetchReport fetch_one(const FetchCli& cli, const client::Account& account, bool tty)
+{
+    client::FetchOptions options;
+    options.serverinfo_only = cli.serverinfo;
+    options.tls_no_verify = cli.insecure;
+    options.prompt_password = prompt_password;
+    if (cli.verbose) {
+        options.trace = [](std::string_view line) { fmt::print(stderr, "{}\n", printable(line)); };
+    }
+    std::unique_ptr<ProgressLine> progress;
+    if (tty) {
+        progress = std::make_unique<ProgressLine>(account.name);
+        options.progress = [&progress](const client::Progress& p) { progress->update(p); };
+    }
+    auto report = client::fetch(account, options);
+    progress.reset();
+    if (cli.serverinfo && report.error.empty()) {
+        report.outcome = client::Outcome::fetched; // --serverinfo that worked: exit 0
+    }
+    if (cli.json) {
+        return report;
+    }
+    if (!cli.quiet) {
+        for (const auto& warning : report.warnings) {
+            fmt::print(stderr, "pigeon fetch: {}: warning: {}\n", account.name, printable(warning));
+        }
+    }
+    if (cli.serverinfo && report.error.empty()) {
+        print_serverinfo(report);
+    } else if (!report.error.empty()) {
+        fmt::print(stderr, "pigeon fetch: {}: {}: {}\n", account.name, client::outcome_name(report.outcome),
+                   printable(report.error));
+    } else if (!cli.quiet) {
+        fmt::print(stderr, "{}: {} new of {} on the server, {} stored ({}), {} deleted, {:.1f} s\n",
+                   account.name, report.new_messages, report.on_server, report.stored,
+                   human_octets(report.stored_octets), report.deleted, report.seconds);
+    }
+    return report;
+}
+
+// --daemon: every account again after --interval; after a failure later and later (twice the
+// wait each time, up to an hour; an hour at once for what retrying will not mend: a refused
+// password, an untrusted certificate, a configuration error); never sooner than the server's
+// LOGIN-DELAY. SIGTERM, SIGINT or SIGHUP end it between two fetches (a fetch under way ends first).
+int run_daemon(const FetchCli& cli, const std::vector<client::Account>& accounts)
+{
+    using Clock = std::chrono::steady_clock;
+    constexpr auto longest = std::chrono::seconds(3600);
+    sigset_t stop{};
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr); // taken with sigtimedwait() below, never mid-fetch
+    struct Schedule {
+        Clock::time_point due;
+        std::chrono::seconds wait;
+    };
+    std::vector<Schedule> schedule(accounts.size(), Schedule{Clock::now(), cli.interval});
+    if (!cli.quiet) {
+        fmt::print(stderr, "pigeon fetch: daemon: {} account(s), every {} s\n", accounts.size(),
+                   cli.interval.count());
+    }
+    for (;;) {
+        for (std::size_t i = 0; i < accounts.size(); ++i) {
+            if (Clock::now() < schedule[i].due) {
+                continue;
+            }
+            const auto report = fetch_one(cli, accounts[i], false);
+            auto& next = schedule[i];
+            switch (report.outcome) {
+            case client::Outcome::fetched:
+            case client::Outcome::nothing_new: next.wait = cli.interval; break;
+            case client::Outcome::temporary:
+                next.wait = std::min<std::chrono::seconds>(next.wait * 2, longest);
+                break;
+            default: next.wait = longest; break;
+            }
+            if (report.login_delay && *report.login_delay > next.wait) {
+                next.wait = *report.login_delay;
+            }
+            next.due = Clock::now() + next.wait;
+            if (report.outcome != client::Outcome::fetched &&
+                report.outcome != client::Outcome::nothing_new && !cli.quiet) {
+                fmt::print(stderr, "pigeon fetch: {}: next attempt in {} s\n", accounts[i].name,
+                           next.wait.count());
+            }
+        }
+        auto earliest = schedule.front().due;
+        for (const auto& entry : schedule) {
+            earliest = std::min(earliest, entry.due);
+        }
+        const auto pause = std::chrono::duration_cast<std::chrono::milliseconds>(earliest - Clock::now());
+        if (pause.count() > 0) {
+            const timespec wait{static_cast<time_t>(pause.count() / 1000),
+                                static_cast<long>(pause.count() % 1000) * 1'000'000};
+            siginfo_t info{};
+            const int signal = ::sigtimedwait(&stop, &info, &wait);
+            if (signal > 0) {
+                if (!cli.quiet) {
+                    fmt::print(stderr, "pigeon fetch: daemon: signal {}, stopping\n", signal);
+                }
+                return exit_success;
+            }
+        }
+    }
+}
+
+// The duration of --interval: "300", "30s", "5m", "1h".
+std::optional<std::chrono::seconds> parse_interval(const std::string& text)
+{
+    std::uint64_t number = 0;
+    const char* end = text.data() + text.size();
+    const auto [rest, ec] = std::from_chars(text.data(), end, number);
+    if (ec != std::errc() || number == 0 || number > 86400 * 7) {
+        return std::nullopt;
+    }
+    const std::string_view unit(rest, static_cast<std::size_t>(end - rest));
+    const std::uint64_t factor = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
+    if (factor == 0 || number * factor < 10 || number * factor > 86400 * 7) {
+        return std::nullopt;
+    }
+    return std::chrono::seconds(number * factor);
+}
+
 int run_fetch(FetchCli& cli)
 {
     if (cli.insecure && !cli.serverinfo) {
         fmt::print(stderr, "pigeon fetch: --insecure is only for --serverinfo (it logs in to nothing)\n");
+        return exit_usage;
+    }
+    if (const auto interval = parse_interval(cli.interval_text)) {
+        cli.interval = *interval;
+    } else {
+        fmt::print(stderr, "pigeon fetch: --interval {}: a duration from 10 s to 7 days (300, 30s, 5m, 1h)\n",
+                   cli.interval_text);
+        return exit_usage;
+    }
+    if (cli.daemon && (cli.serverinfo || cli.json)) {
+        fmt::print(stderr, "pigeon fetch: --daemon does not go with --serverinfo or --json\n");
         return exit_usage;
     }
     std::vector<client::Account> accounts;
@@ -329,48 +473,17 @@ int run_fetch(FetchCli& cli)
     if (!cli.import_mpop.empty() || !cli.import_fetchmail.empty()) {
         return import_uids(cli, accounts);
     }
+    if (cli.daemon) {
+        return run_daemon(cli, accounts);
+    }
     const bool tty = ::isatty(STDERR_FILENO) == 1 && !cli.quiet && !cli.json && !cli.verbose;
     client::Outcome overall = client::Outcome::nothing_new;
     nlohmann::json summary = nlohmann::json::array();
     for (const auto& account : accounts) {
-        client::FetchOptions options;
-        options.serverinfo_only = cli.serverinfo;
-        options.tls_no_verify = cli.insecure;
-        options.prompt_password = prompt_password;
-        if (cli.verbose) {
-            options.trace = [](std::string_view line) { fmt::print(stderr, "{}\n", printable(line)); };
-        }
-        std::unique_ptr<ProgressLine> progress;
-        if (tty) {
-            progress = std::make_unique<ProgressLine>(account.name);
-            options.progress = [&progress](const client::Progress& p) { progress->update(p); };
-        }
-        auto report = client::fetch(account, options);
-        progress.reset();
-        if (cli.serverinfo && report.error.empty()) {
-            report.outcome = client::Outcome::fetched; // --serverinfo that worked: exit 0
-        }
+        const auto report = fetch_one(cli, account, tty);
         overall = client::worse(overall, report.outcome);
         if (cli.json) {
             summary.push_back(to_json(report));
-            continue;
-        }
-        if (!cli.quiet) {
-            for (const auto& warning : report.warnings) {
-                fmt::print(stderr, "pigeon fetch: {}: warning: {}\n", account.name, printable(warning));
-            }
-        }
-        if (cli.serverinfo && report.error.empty()) {
-            print_serverinfo(report);
-            continue;
-        }
-        if (!report.error.empty()) {
-            fmt::print(stderr, "pigeon fetch: {}: {}: {}\n", account.name,
-                       client::outcome_name(report.outcome), printable(report.error));
-        } else if (!cli.quiet) {
-            fmt::print(stderr, "{}: {} new of {} on the server, {} stored ({}), {} deleted, {:.1f} s\n",
-                       account.name, report.new_messages, report.on_server, report.stored,
-                       human_octets(report.stored_octets), report.deleted, report.seconds);
         }
     }
     if (cli.json) {
@@ -421,6 +534,10 @@ void add_fetch_command(CLI::App& app, int& exit_code)
     fetch->add_flag("-q,--quiet", cli->quiet, "Print nothing but errors (for cron)");
     fetch->add_flag("-v,--verbose", cli->verbose, "Print the POP3 dialogue (credentials masked)");
     fetch->add_flag("--json", cli->json, "Print a JSON summary of every account on standard output");
+    fetch->add_flag("--daemon", cli->daemon,
+                    "Fetch again and again, every --interval (back-off after failures)");
+    fetch->add_option("--interval", cli->interval_text,
+                      "With --daemon: how often (300, 30s, 5m, 1h; default 5m)");
     auto* from_mpop =
         fetch->add_option("--import-mpop", cli->import_mpop,
                           "Import what mpop downloaded (its uidls_file, ~/.mpop_uidls); fetch nothing");

@@ -16,8 +16,9 @@ about 200 KB), then runs `pigeon fetch --json` without an accounts file:
   5. a wrong password (auto and USER): exit 77, Dovecot's -ERR [AUTH] in the error
   6. mpop and fetchmail download the mailbox; after --import-mpop / --import-fetchmail of
      their files, pigeon fetch finds nothing new
-  7. delete mode: 20 stored, identical, and the server's Maildir is empty afterwards
-  8. --serverinfo: the capabilities before and after STLS and the certificate's SHA-256
+  7. --daemon: its first fetch stores 20; SIGTERM ends it with exit 0
+  8. delete mode: 20 stored, identical, and the server's Maildir is empty afterwards
+  9. --serverinfo: the capabilities before and after STLS and the certificate's SHA-256
 
 Usage: fetch_dovecot_test.py --pigeon PATH [--keep]
 Only the standard library, openssl and Dovecot. Every process is bounded by a timeout; Dovecot
@@ -495,6 +496,33 @@ class Test:
                         f"after --import-{kind}: nothing new (exit 1)", proc)
         return "--import-mpop, --import-fetchmail: after mpop's and fetchmail's own runs, nothing new"
 
+    def daemon(self) -> str:
+        """--daemon fetches at once, then waits; SIGTERM ends it with exit 0."""
+        state, target = self.fresh("daemon")
+        argv = [self.pigeon, "fetch", "--host", "localhost", "--port", str(self.dovecot.port), "--user", USER,
+                "--tls", "starttls", "--password-command", f"echo {PASSWORD}", "--ca-file", str(self.cert),
+                "--deliver-to", f"maildir:{target}", "--state-file", str(state), "--daemon", "--interval", "1h"]
+        proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            count = 0
+            while time.monotonic() < deadline and proc.poll() is None:
+                count = len(list((target / "new").glob("*"))) if (target / "new").is_dir() else 0
+                if count == 20 and state.exists():
+                    break
+                time.sleep(0.05)  # polls the target directory; the bound is the deadline
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+            self.expect(count == 20, f"--daemon: 20 messages stored by its first fetch (found {count})",
+                        subprocess.CompletedProcess(argv, proc.returncode, out, err))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        completed = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+        self.expect(proc.returncode == 0 and b"stopping" in err, "--daemon: SIGTERM ends it with exit 0", completed)
+        return "--daemon: the first fetch stores 20, SIGTERM ends it (exit 0)"
+
     def serverinfo(self) -> str:
         state, target = self.fresh("serverinfo")
         proc, _ = self.fetch(state, target, json_out=False, options=["--serverinfo"])
@@ -547,7 +575,7 @@ def main() -> int:
             return 1
         test = Test(pigeon, work, cert, fingerprint, dovecot, mails)
         cases = [test.stls_keep, test.implicit_pinned, test.tls_verification, test.mechanisms,
-                 test.wrong_password, test.imports, test.delete_mode, test.serverinfo]
+                 test.wrong_password, test.imports, test.daemon, test.delete_mode, test.serverinfo]
         for number, case in enumerate(cases, start=1):
             try:
                 what = case()
