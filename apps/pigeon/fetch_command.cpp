@@ -391,12 +391,12 @@ std::optional<std::chrono::seconds> parse_interval(const std::string& text)
     std::uint64_t number = 0;
     const char* end = text.data() + text.size();
     const auto [rest, ec] = std::from_chars(text.data(), end, number);
-    if (ec != std::errc() || number == 0 || number > 86400 * 7) {
+    if (ec != std::errc() || number == 0 || number > std::uint64_t{86400} * 7) {
         return std::nullopt;
     }
     const std::string_view unit(rest, static_cast<std::size_t>(end - rest));
     const std::uint64_t factor = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
-    if (factor == 0 || number * factor < 10 || number * factor > 86400 * 7) {
+    if (factor == 0 || number * factor < 10 || number * factor > std::uint64_t{86400} * 7) {
         return std::nullopt;
     }
     return std::chrono::seconds(number * factor);
