@@ -178,7 +178,10 @@ Try it from another terminal:
   curl -k pop3s://127.0.0.1:1995/1 -u demo:demo                   # RETR 1 over implicit TLS
   python3 -c "import poplib,ssl; p=poplib.POP3_SSL('127.0.0.1',1995,context=ssl._create_unverified_context()); p.user('demo'); p.pass_('demo'); print(p.stat()); print(p.uidl()); p.quit()"
   openssl s_client -quiet -connect 127.0.0.1:1995                 # type the commands yourself
-(pigeon fetch arrives with the retrieval client.) Ctrl-C stops the server.
+  $bin/pigeon/pigeon fetch --host 127.0.0.1 --port 1995 --user demo --ca-file $demo/cert.pem \\
+      --password-command 'echo demo' --deliver-to maildir:$demo/fetched --state-file $demo/fetch.state
+                                                                  # download them all into a Maildir
+Ctrl-C stops the server.
 
 EOF_HELP
 exec "$bin/pigeond/pigeond" --config "$demo/pigeond.toml"
