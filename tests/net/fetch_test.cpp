@@ -17,10 +17,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <netinet/in.h>
 #include <poll.h>
+#include <spawn.h>
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -376,25 +378,30 @@ TEST(Fetch, AFailingDeliveryCommandLeavesTheMessageOnTheServerUnrecorded)
     EXPECT_EQ(std::distance(fs::directory_iterator(dir.path() + "/out"), fs::directory_iterator{}), 2);
 }
 
-// Runs fetch in a child process that dies (like kill -9) at the `crash_at`-th point between
-// effects; returns how many points the child passed (crash_at when it died there).
+// Runs fetch in a child process (tests/tools/fetch_crasher) that kills itself with SIGKILL at the
+// `crash_at`-th point between effects, from whichever thread reaches it (the receiving one or the
+// committing one); returns 100 when it was killed there, 0 when it passed every point.
 int fetch_and_die(const client::Account& account, int crash_at, std::size_t batch)
 {
-    const pid_t child = ::fork();
-    if (child == 0) {
-        std::atomic<int> passed{0};
-        client::FetchOptions options;
-        options.batch_messages = batch;
-        options.fault_point = [&passed, crash_at](std::string_view) {
-            if (++passed == crash_at) {
-                ::_exit(100);
-            }
-        };
-        (void)client::fetch(account, options);
-        ::_exit(0);
+    const std::string port = std::to_string(account.port);
+    const std::string batch_text = std::to_string(batch);
+    const std::string crash_text = std::to_string(crash_at);
+    std::vector<std::string> args{PIGEON_FETCH_CRASHER, port,       account.state_file,
+                                  account.deliver_to,   batch_text, crash_text};
+    std::vector<char*> argv;
+    for (auto& arg : args) {
+        argv.push_back(arg.data());
+    }
+    argv.push_back(nullptr);
+    pid_t child = -1;
+    if (::posix_spawn(&child, PIGEON_FETCH_CRASHER, nullptr, nullptr, argv.data(), environ) != 0) {
+        return -2;
     }
     int status = 0;
     ::waitpid(child, &status, 0);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+        return 100;
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
