@@ -24,6 +24,9 @@ packages=(
   openssl curl         # certificates for the demo and tests; curl is a POP3 client under test
   fetchmail mpop getmail6   # real POP3 clients the tests run against pigeond (tests/interop)
   nlohmann-json3-dev    # JSON for OAuth bearer tokens: JWT headers, claims, JWK Sets (src/auth/jwt_validator)
+  libcurl4-openssl-dev  # pigeon fetch's IMAP target: APPEND through libcurl (src/client/imap_sink)
+  libgmime-3.0-dev      # pigeon ls / pigeon show: MIME and RFC 2047 (src/client/mail_reader)
+  dovecot-imapd         # the IMAP server the IMAP target is tested against (tests/interop)
 )
 
 missing=()

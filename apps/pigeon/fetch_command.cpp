@@ -430,7 +430,7 @@ int run_fetch(FetchCli& cli)
         account.name = account.name.empty() ? fmt::format("{}@{}", account.user, account.host) : account.name;
         account.deliver_to =
             account.deliver_to.empty() && cli.serverinfo ? "maildir:/nonexistent" : account.deliver_to;
-        if (!account.deliver_to.starts_with("command:") &&
+        if (!account.deliver_to.starts_with("command:") && !account.deliver_to.starts_with("imap:") &&
             account.deliver_to.find(':') != std::string::npos) {
             const auto colon = account.deliver_to.find(':') + 1;
             account.deliver_to =
@@ -520,7 +520,16 @@ void add_fetch_command(CLI::App& app, int& exit_code)
     fetch->add_option("--ca-file", cli->adhoc.ca_file, "Trust this CA file instead of the system's");
     fetch->add_option("--fingerprint", cli->adhoc.fingerprints,
                       "Trust only a certificate with this SHA-256 fingerprint");
-    fetch->add_option("--deliver-to", cli->adhoc.deliver_to, "maildir:PATH, mbox:PATH or command:COMMAND");
+    fetch->add_option("--deliver-to", cli->adhoc.deliver_to,
+                      "maildir:PATH, mbox:PATH, command:COMMAND or imap:imaps://HOST/MAILBOX");
+    fetch->add_option("--imap-user", cli->adhoc.imap_user, "User name on the imap: target");
+    fetch->add_option("--imap-password-command", cli->adhoc.imap_password_command,
+                      "Command printing the imap: target's password");
+    fetch->add_option("--imap-oauth-token-command", cli->adhoc.imap_oauth_token_command,
+                      "Command printing an OAuth 2.0 access token for the imap: target (XOAUTH2)");
+    fetch->add_option("--imap-ca-file", cli->adhoc.imap_ca_file, "Trust this CA file for the imap: target");
+    fetch->add_flag("--imap-allow-plaintext", cli->adhoc.imap_allow_plaintext,
+                    "Allow an imap:// target without STARTTLS: password and mail in clear");
     fetch->add_flag("--delete", cli->delete_messages,
                     "Delete messages on the server once stored (default: keep)");
     fetch->add_option("--delete-after-days", cli->adhoc.delete_after_days,

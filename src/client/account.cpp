@@ -40,6 +40,12 @@ void read_account(config::TomlReader& reader, const toml::table& table, const st
                        "client_key",
                        "tls_min_version",
                        "deliver_to",
+                       "imap_user",
+                       "imap_password_command",
+                       "imap_oauth_token_command",
+                       "imap_ca_file",
+                       "imap_allow_plaintext",
+                       "imap_mark_seen",
                        "keep",
                        "delete_after_days",
                        "size_limit",
@@ -75,6 +81,12 @@ void read_account(config::TomlReader& reader, const toml::table& table, const st
     reader.one_of(table, prefix, "tls_min_version", account.tls_min_version,
                   {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"});
     reader.string(table, prefix, "deliver_to", account.deliver_to);
+    reader.string(table, prefix, "imap_user", account.imap_user);
+    reader.string(table, prefix, "imap_password_command", account.imap_password_command);
+    reader.string(table, prefix, "imap_oauth_token_command", account.imap_oauth_token_command);
+    reader.string(table, prefix, "imap_ca_file", account.imap_ca_file);
+    reader.boolean(table, prefix, "imap_allow_plaintext", account.imap_allow_plaintext);
+    reader.boolean(table, prefix, "imap_mark_seen", account.imap_mark_seen);
     reader.boolean(table, prefix, "keep", account.keep);
     reader.number(table, prefix, "delete_after_days", account.delete_after_days, 0, 36500);
     if (const auto* node = table.get("size_limit")) {
@@ -141,12 +153,20 @@ tl::expected<void, std::string> validate(const Account& account)
         return fail("no user");
     }
     if (account.deliver_to.empty()) {
-        return fail("no deliver_to (maildir:PATH, mbox:PATH or command:COMMAND)");
+        return fail("no deliver_to (maildir:PATH, mbox:PATH, command:COMMAND or imap:URL)");
     }
     if (!account.deliver_to.starts_with("maildir:") && !account.deliver_to.starts_with("mbox:") &&
-        !account.deliver_to.starts_with("command:")) {
-        return fail(
-            fmt::format("deliver_to \"{}\" must start with maildir:, mbox: or command:", account.deliver_to));
+        !account.deliver_to.starts_with("command:") && !account.deliver_to.starts_with("imap:")) {
+        return fail(fmt::format("deliver_to \"{}\" must start with maildir:, mbox:, command: or imap:",
+                                account.deliver_to));
+    }
+    if (account.deliver_to.starts_with("imap:")) {
+        if (account.imap_user.empty()) {
+            return fail("an imap: target needs imap_user");
+        }
+        if (account.imap_password_command.empty() == account.imap_oauth_token_command.empty()) {
+            return fail("an imap: target needs one of imap_password_command and imap_oauth_token_command");
+        }
     }
     if (account.tls == TlsMode::none && !account.allow_plaintext) {
         return fail(

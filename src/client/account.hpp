@@ -45,8 +45,17 @@ struct Account {
     std::string client_key;
     std::string tls_min_version = "TLSv1.2";
 
-    // "maildir:PATH", "mbox:PATH" or "command:SHELL COMMAND" (the message on its stdin).
+    // "maildir:PATH", "mbox:PATH", "command:SHELL COMMAND" (the message on its stdin) or
+    // "imap:imaps://HOST[:PORT]/MAILBOX" (APPEND; imap:// uses STARTTLS).
     std::string deliver_to;
+    // The IMAP target's login: a password from imap_password_command, or an OAuth 2.0 token from
+    // imap_oauth_token_command (XOAUTH2/OAUTHBEARER).
+    std::string imap_user;
+    std::string imap_password_command;
+    std::string imap_oauth_token_command;
+    std::string imap_ca_file;
+    bool imap_allow_plaintext = false;
+    bool imap_mark_seen = false;
     bool keep = true;
     std::uint32_t delete_after_days = 0; // with keep: delete N days after the first download
     std::uint64_t size_limit = 0;        // octets; 0: none

@@ -835,11 +835,39 @@ Step<void> Driver::run()
     SinkOptions sink_options;
     sink_options.account = m_account.name;
     sink_options.spool_directory = state_path(m_account) + ".spool";
-    auto sink = make_sink(m_account.deliver_to, sink_options);
+    if (m_account.deliver_to.starts_with("imap:")) {
+        auto& imap = sink_options.imap;
+        imap.user = m_account.imap_user;
+        imap.secret_is_token = !m_account.imap_oauth_token_command.empty();
+        const auto& secret_command =
+            imap.secret_is_token ? m_account.imap_oauth_token_command : m_account.imap_password_command;
+        auto secret = run_secret_command(secret_command);
+        if (!secret) {
+            return tl::unexpected(Failure{
+                Outcome::config,
+                fmt::format("{}: {}",
+                            imap.secret_is_token ? "imap_oauth_token_command" : "imap_password_command",
+                            secret.error())});
+        }
+        imap.secret = std::move(*secret);
+        imap.ca_file = expand_home(m_account.imap_ca_file);
+        imap.allow_plaintext = m_account.imap_allow_plaintext;
+        imap.mark_seen = m_account.imap_mark_seen;
+        imap.connect_timeout = m_account.connect_timeout;
+        imap.timeout = m_account.timeout;
+    }
+    auto sink = make_sink(m_account.deliver_to, std::move(sink_options));
     if (!sink) {
         return tl::unexpected(Failure{Outcome::config, sink.error()});
     }
     m_sink = std::move(*sink);
+    if (auto ready = m_sink->prepare(); !ready) {
+        const auto kind = ready.error().kind;
+        return tl::unexpected(Failure{kind == SinkTrouble::Kind::auth     ? Outcome::auth
+                                      : kind == SinkTrouble::Kind::config ? Outcome::config
+                                                                          : Outcome::temporary,
+                                      ready.error().message});
+    }
     // Deliveries a killed run left half-way: find out whether they happened.
     const auto pending = m_state->pending();
     for (const auto& left : pending) {

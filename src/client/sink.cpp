@@ -1,5 +1,8 @@
 #include "client/sink.hpp"
 
+#include "client/imap_sink.hpp"
+#include "client/sink_support.hpp"
+
 #include "core/strings.hpp"
 #include "storage/fs_util.hpp"
 #include "storage/mbox/mbox_io.hpp"
@@ -26,12 +29,8 @@
 namespace pigeon::client {
 namespace {
 
+using namespace detail; // NOLINT(google-build-using-namespace): the sinks' shared helpers
 using storage::UniqueFd;
-
-std::string errno_text(const std::string& what)
-{
-    return fmt::format("{}: {}", what, std::strerror(errno));
-}
 
 std::string host_name()
 {
@@ -49,36 +48,9 @@ std::string host_name()
     return name;
 }
 
-// "1700000000.M123456P42Q7R3f9a…" : unique on this host (time, microseconds, PID, a counter and
-// random bits, as Dovecot's names are).
-std::string unique_base()
-{
-    static std::atomic<std::uint64_t> counter{0};
-    // One draw from the system's randomness per process (a random_device per message costs
-    // more than writing the message).
-    static const std::uint32_t random = [] {
-        std::uint32_t value = 0;
-        if (::getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {
-            value = static_cast<std::uint32_t>(::getpid()) * 2654435761U;
-        }
-        return value;
-    }();
-    timespec now{};
-    ::clock_gettime(CLOCK_REALTIME, &now);
-    return fmt::format("{}.M{}P{}Q{}R{:08x}", now.tv_sec, now.tv_nsec / 1000, ::getpid(), ++counter, random);
-}
-
 SinkResult fsync_dir(const std::string& path)
 {
     if (auto done = storage::fsync_directory(path); !done) {
-        return tl::unexpected(fmt::format("{}: {}", path, done.error().message()));
-    }
-    return {};
-}
-
-SinkResult write_fd(int fd, std::string_view bytes, const std::string& path)
-{
-    if (auto done = storage::write_all(fd, bytes); !done) {
         return tl::unexpected(fmt::format("{}: {}", path, done.error().message()));
     }
     return {};
@@ -92,40 +64,10 @@ tl::expected<bool, std::string> durable(const SinkResult& synced)
     return true;
 }
 
-// A file name we made (no '/', no leading '.').
-bool plain_name(std::string_view name)
-{
-    return !name.empty() && name.front() != '.' && name.find('/') == std::string_view::npos;
-}
-
 // --- Maildir ------------------------------------------------------------------------------------
-
-// A sink's messages are the ones it made in begin(): this is how it finds its own type again.
-template <class Message>
-Message* own(SinkMessage* message)
-{
-    return static_cast<Message*>(message); // NOLINT(cppcoreguidelines-pro-type-static-cast-downcast)
-}
 
 // A message's pieces are gathered up to this before they are written.
 constexpr std::size_t write_buffer_octets = std::size_t{256} * 1024;
-
-// fsync() of each file, or one syncfs() for a larger group (all in one file system).
-SinkResult sync_files(const std::vector<std::pair<int, std::string>>& files)
-{
-    if (files.size() > 4) {
-        if (::syncfs(files.front().first) != 0) {
-            return tl::unexpected(errno_text(files.front().second));
-        }
-        return {};
-    }
-    for (const auto& [fd, path] : files) {
-        if (::fsync(fd) != 0) {
-            return tl::unexpected(errno_text(path));
-        }
-    }
-    return {};
-}
 
 class MaildirMessage final : public SinkMessage {
 public:
@@ -309,74 +251,6 @@ private:
 };
 
 // --- spool files (mbox, command) ----------------------------------------------------------------
-
-SinkResult ensure_directory(const std::string& path)
-{
-    std::error_code ec;
-    std::filesystem::create_directories(path, ec);
-    if (ec) {
-        return tl::unexpected(fmt::format("{}: {}", path, ec.message()));
-    }
-    (void)::chmod(path.c_str(), 0700);
-    return {};
-}
-
-class SpoolFile {
-public:
-    static tl::expected<SpoolFile, std::string> create(const std::string& directory)
-    {
-        if (auto made = ensure_directory(directory); !made) {
-            return tl::unexpected(made.error());
-        }
-        SpoolFile spool;
-        spool.m_name = unique_base();
-        spool.m_path = directory + "/" + spool.m_name;
-        spool.m_fd.reset(
-            ::open(spool.m_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-        if (!spool.m_fd.valid()) {
-            return tl::unexpected(errno_text(spool.m_path));
-        }
-        return spool;
-    }
-    SpoolFile() = default;
-    SpoolFile(SpoolFile&&) = default;
-    SpoolFile& operator=(SpoolFile&&) = default;
-    SpoolFile(const SpoolFile&) = delete;
-    SpoolFile& operator=(const SpoolFile&) = delete;
-    ~SpoolFile()
-    {
-        if (!m_path.empty()) {
-            ::unlink(m_path.c_str());
-        }
-    }
-
-    SinkResult write(std::string_view bytes)
-    {
-        m_octets += bytes.size();
-        m_hash.update(bytes);
-        return write_fd(m_fd.get(), bytes, m_path);
-    }
-    // SHA-256 of everything written, as storage::mbox::hash_file_range() gives it.
-    [[nodiscard]] std::string hash() { return storage::mbox::to_hex(m_hash.finish(), 16); }
-    SinkResult sync()
-    {
-        if (::fsync(m_fd.get()) != 0) {
-            return tl::unexpected(errno_text(m_path));
-        }
-        return {};
-    }
-    [[nodiscard]] int fd() const noexcept { return m_fd.get(); }
-    [[nodiscard]] const std::string& name() const noexcept { return m_name; }
-    [[nodiscard]] const std::string& path() const noexcept { return m_path; }
-    [[nodiscard]] std::uint64_t octets() const noexcept { return m_octets; }
-
-private:
-    std::string m_name;
-    std::string m_path;
-    UniqueFd m_fd;
-    std::uint64_t m_octets = 0;
-    storage::mbox::Sha256 m_hash;
-};
 
 // --- mbox ---------------------------------------------------------------------------------------
 
@@ -701,21 +575,12 @@ public:
 
     tl::expected<std::unique_ptr<SinkMessage>, std::string> begin() override
     {
-        auto spool = SpoolFile::create(m_options.spool_directory);
-        if (!spool) {
-            return tl::unexpected(spool.error());
-        }
-        return std::make_unique<CommandMessage>(std::move(*spool));
+        return begin_spooled<CommandMessage>(m_options.spool_directory);
     }
 
     SinkResult sync(const std::vector<SinkMessage*>& group) override
     {
-        std::vector<std::pair<int, std::string>> files;
-        for (auto* message : group) {
-            auto& spool = own<CommandMessage>(message)->spool();
-            files.emplace_back(spool.fd(), spool.path());
-        }
-        return sync_files(files);
+        return sync_spooled<CommandMessage>(group);
     }
 
     // One message at a time: each journalled, then delivered.
@@ -831,8 +696,7 @@ void MboxrdQuoter::finish(std::string& out)
     m_line_start = true;
 }
 
-tl::expected<std::unique_ptr<Sink>, std::string> make_sink(const std::string& deliver_to,
-                                                           const SinkOptions& options)
+tl::expected<std::unique_ptr<Sink>, std::string> make_sink(const std::string& deliver_to, SinkOptions options)
 {
     if (deliver_to.starts_with("maildir:") && deliver_to.size() > 8) {
         return std::make_unique<MaildirSink>(deliver_to.substr(8));
@@ -841,10 +705,17 @@ tl::expected<std::unique_ptr<Sink>, std::string> make_sink(const std::string& de
         return std::make_unique<MboxSink>(deliver_to.substr(5), options.spool_directory);
     }
     if (deliver_to.starts_with("command:") && deliver_to.size() > 8) {
-        return std::make_unique<CommandSink>(deliver_to.substr(8), options);
+        return std::make_unique<CommandSink>(deliver_to.substr(8), std::move(options));
     }
-    return tl::unexpected(
-        fmt::format("deliver_to \"{}\": must be maildir:PATH, mbox:PATH or command:COMMAND", deliver_to));
+    if (deliver_to.starts_with("imap:")) {
+        auto target = parse_imap_target(deliver_to.substr(5));
+        if (!target) {
+            return tl::unexpected(fmt::format("deliver_to: {}", target.error()));
+        }
+        return make_imap_sink(std::move(*target), std::move(options));
+    }
+    return tl::unexpected(fmt::format(
+        "deliver_to \"{}\": must be maildir:PATH, mbox:PATH, command:COMMAND or imap:URL", deliver_to));
 }
 
 } // namespace pigeon::client

@@ -18,6 +18,8 @@
 // Messages arrive with CRLF line ends (POP3); local stores get LF, as mail readers expect.
 #pragma once
 
+#include "core/secret.hpp"
+
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -29,6 +31,17 @@
 namespace pigeon::client {
 
 using SinkResult = tl::expected<void, std::string>;
+
+// Why a target cannot take mail: retrying later may help (temporary), or not until the
+// configuration or the credentials change.
+struct SinkTrouble {
+    enum class Kind {
+        temporary,
+        auth,
+        config
+    } kind = Kind::temporary;
+    std::string message;
+};
 
 class SinkMessage {
 public:
@@ -65,20 +78,37 @@ public:
     // per message, in order.
     [[nodiscard]] virtual std::vector<SinkResult> publish(const std::vector<SinkMessage*>& group,
                                                           const Intend& intend) = 0;
+    // Whether the target can take mail now (an IMAP target logs in and selects its mailbox), so
+    // that a target that cannot work is known before anything is downloaded.
+    [[nodiscard]] virtual tl::expected<void, SinkTrouble> prepare() { return {}; }
     // Whether the delivery a killed run described by `target` happened (and is now complete).
     [[nodiscard]] virtual tl::expected<bool, std::string> resolve(const std::string& target) = 0;
     [[nodiscard]] virtual std::string describe() const = 0;
 };
 
-struct SinkOptions {
-    std::string spool_directory; // for mbox and command messages
-    std::string account;         // for the command's environment
-    std::chrono::milliseconds command_timeout{std::chrono::minutes(5)};
+// An IMAP target's connection (imap_sink.cpp): the URL comes from deliver_to.
+struct ImapOptions {
+    std::string user;
+    SecretString secret; // the password, or the OAuth 2.0 access token
+    bool secret_is_token = false;
+    std::string ca_file; // empty: the system's trust store
+    bool allow_plaintext = false;
+    bool mark_seen = false; // leave \Seen on appended messages (libcurl sets it)
+    std::chrono::milliseconds connect_timeout{30'000};
+    std::chrono::milliseconds timeout{120'000};
 };
 
-// "maildir:PATH", "mbox:PATH" or "command:COMMAND".
+struct SinkOptions {
+    std::string spool_directory; // for mbox, command and IMAP messages
+    std::string account;         // for the command's environment
+    std::chrono::milliseconds command_timeout{std::chrono::minutes(5)};
+    ImapOptions imap;
+};
+
+// "maildir:PATH", "mbox:PATH", "command:COMMAND" or "imap:URL" (imaps://HOST[:PORT]/MAILBOX, or
+// imap:// with STARTTLS).
 [[nodiscard]] tl::expected<std::unique_ptr<Sink>, std::string> make_sink(const std::string& deliver_to,
-                                                                         const SinkOptions& options);
+                                                                         SinkOptions options);
 
 // Converts CRLF to LF across pieces (a CR at the end of a piece waits for the next one).
 class CrlfToLf {

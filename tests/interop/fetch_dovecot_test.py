@@ -19,8 +19,16 @@ about 200 KB), then runs `pigeon fetch --json` without an accounts file:
   7. --daemon: its first fetch stores 20; SIGTERM ends it with exit 0
   8. delete mode: 20 stored, identical, and the server's Maildir is empty afterwards
   9. --serverinfo: the capabilities before and after STLS and the certificate's SHA-256
+ 10. an imap: target (Dovecot's IMAP on imaps, user bob): 20 APPENDed, identical once CRLF and
+     the Received: field are taken off, not \Seen; a second run adds nothing; a wrong IMAP
+     password is exit 77 before anything is downloaded
+ 11. the imap: target with the client killed (SIGKILL, tests/tools/fetch_crasher) at every point
+     between its effects, one message per group: afterwards every message is in the mailbox
+     exactly once (a killed run's APPEND is found again by Message-ID and size)
+ 12. an imap: target logging in with XOAUTH2 (a 3,000-character token) to a small IMAP server
+     of this script's own, which checks the SASL string and takes the APPENDs
 
-Usage: fetch_dovecot_test.py --pigeon PATH [--keep]
+Usage: fetch_dovecot_test.py --pigeon PATH --crasher PATH [--keep]
 Only the standard library, openssl and Dovecot. Every process is bounded by a timeout; Dovecot
 is stopped by its pid at the end; everything is written in one temporary directory.
 """
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import imaplib
 import json
 import os
 import pwd
@@ -41,6 +50,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +58,7 @@ PROCESS_TIMEOUT_S = 60
 START_TIMEOUT_S = 20
 HOST = "127.0.0.1"
 USER, PASSWORD = "alice", "secret"
+IMAP_USER, IMAP_PASSWORD = "bob", "hunter2"
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN", "USER", "APOP"]
 
 
@@ -195,7 +206,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_greeting(port: int, proc: subprocess.Popen, seconds: float, tls: bool = False) -> bool:
+def wait_for_greeting(port: int, proc: subprocess.Popen, seconds: float, tls: bool = False,
+                      greeting: bytes = b"+OK") -> bool:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -205,7 +217,7 @@ def wait_for_greeting(port: int, proc: subprocess.Popen, seconds: float, tls: bo
             with socket.create_connection((HOST, port), timeout=1) as raw:
                 raw.settimeout(5)
                 s = context.wrap_socket(raw) if tls else raw
-                if s.recv(100).startswith(b"+OK"):
+                if s.recv(100).startswith(greeting):
                     return True
         except OSError:
             time.sleep(0.05)  # readiness poll, bounded by the deadline
@@ -217,11 +229,12 @@ class Dovecot:
         self.work = work
         self.maildir = work / "mail" / USER
         self.log = work / "dovecot.log"
-        self.port, self.tls_port = free_port(), free_port()
-        while self.tls_port == self.port:
-            self.tls_port = free_port()
+        self.port, self.tls_port, self.imaps_port = free_port(), free_port(), free_port()
+        while len({self.port, self.tls_port, self.imaps_port}) != 3:
+            self.tls_port, self.imaps_port = free_port(), free_port()
         owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
-        (work / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::\n")
+        (work / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::\n"
+                                    f"{IMAP_USER}:{{PLAIN}}{IMAP_PASSWORD}::::\n")
         for sub in ("new", "cur", "tmp"):
             (self.maildir / sub).mkdir(parents=True)
         for i, data in enumerate(mails.values(), start=1):
@@ -232,7 +245,7 @@ class Dovecot:
         self.conf = work / "dovecot.conf"
         self.conf.write_text(f"""base_dir = {work}/run
 state_dir = {work}/state
-protocols = pop3
+protocols = pop3 imap
 listen = {HOST}
 log_path = {self.log}
 auth_verbose = yes
@@ -264,6 +277,16 @@ service pop3-login {{
     ssl = yes
   }}
 }}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    address = {HOST}
+    port = {self.imaps_port}
+    ssl = yes
+  }}
+}}
 """)
         dovecot = shutil.which("dovecot") or "/usr/sbin/dovecot"
         with open(work / "dovecot.stderr", "wb") as stderr:
@@ -272,7 +295,9 @@ service pop3-login {{
 
     def started(self) -> bool:
         return (wait_for_greeting(self.port, self.proc, START_TIMEOUT_S)
-                and wait_for_greeting(self.tls_port, self.proc, START_TIMEOUT_S, tls=True))
+                and wait_for_greeting(self.tls_port, self.proc, START_TIMEOUT_S, tls=True)
+                and wait_for_greeting(self.imaps_port, self.proc, START_TIMEOUT_S, tls=True,
+                                      greeting=b"* OK"))
 
     def messages(self) -> list[bytes]:
         return maildir_files(self.maildir)
@@ -292,14 +317,93 @@ service pop3-login {{
                 self.proc.wait(timeout=PROCESS_TIMEOUT_S)
 
 
+
+class FakeXoauthImap:
+    """A small IMAP server for one login method: AUTHENTICATE XOAUTH2 with the initial response
+    (what libcurl sends when given a bearer token), then SELECT, NOOP, STATUS, APPEND, UID
+    STORE, LOGOUT. It checks the SASL string and keeps the APPENDed messages."""
+
+    def __init__(self, user: str, token: str) -> None:
+        self.expected = f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+        self.messages: list[bytes] = []
+        self.logins: list[bool] = []
+        self.server = socket.create_server((HOST, 0))
+        self.server.settimeout(0.5)
+        self.port = self.server.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(PROCESS_TIMEOUT_S)
+                try:
+                    self.session(conn.makefile("rwb"))
+                except (OSError, ValueError):
+                    pass
+
+    def session(self, f) -> None:
+        def send(line: str) -> None:
+            f.write(line.encode() + b"\r\n")
+            f.flush()
+        send("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] fake ready")
+        authed = False
+        while True:
+            line = f.readline(1 << 16)
+            if not line:
+                return
+            words = line.rstrip(b"\r\n").decode(errors="replace").split(" ")
+            tag, verb = words[0], (words[1].upper() if len(words) > 1 else "")
+            if verb == "CAPABILITY":
+                send("* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2")
+                send(f"{tag} OK done")
+            elif verb == "AUTHENTICATE" and len(words) == 4 and words[2].upper() == "XOAUTH2":
+                authed = base64.b64decode(words[3]) == self.expected
+                self.logins.append(authed)
+                send(f"{tag} OK logged in" if authed else f"{tag} NO [AUTHENTICATIONFAILED] no")
+            elif not authed and verb != "LOGOUT":
+                send(f"{tag} NO log in first")
+            elif verb in ("SELECT", "EXAMINE"):
+                send(f"* {len(self.messages)} EXISTS")
+                send(f"{tag} OK [READ-WRITE] selected")
+            elif verb == "STATUS":
+                send(f"* STATUS INBOX (UIDNEXT {len(self.messages) + 1})")
+                send(f"{tag} OK done")
+            elif verb == "APPEND":
+                size = int(words[-1].strip("{}+"))
+                send("+ go ahead")
+                self.messages.append(f.read(size))
+                f.readline(16)
+                send(f"{tag} OK [APPENDUID 1 {len(self.messages)}] appended")
+            elif verb in ("NOOP", "UID"):
+                send(f"{tag} OK done")
+            elif verb == "LOGOUT":
+                send("* BYE")
+                send(f"{tag} OK bye")
+                return
+            else:
+                send(f"{tag} BAD unknown")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.close()
+        self.thread.join(timeout=PROCESS_TIMEOUT_S)
+
+
 # ----------------------------------------------------------------------------------------
 # The test
 
 
 class Test:
-    def __init__(self, pigeon: str, work: Path, cert: Path, fingerprint: str,
+    def __init__(self, pigeon: str, crasher: str, work: Path, cert: Path, fingerprint: str,
                  dovecot: Dovecot, mails: dict[str, bytes]) -> None:
         self.pigeon = pigeon
+        self.crasher = crasher
         self.work = work
         self.cert = cert
         self.fingerprint = fingerprint
@@ -320,11 +424,12 @@ class Test:
 
     def fetch(self, state: Path, target: Path, *, tls: str = "starttls", host: str = "localhost",
               ca_file: bool = True, password: str = PASSWORD, options: list[str] | None = None,
-              json_out: bool = True) -> tuple[subprocess.CompletedProcess, dict]:
+              json_out: bool = True, deliver_to: str | None = None
+              ) -> tuple[subprocess.CompletedProcess, dict]:
         port = self.dovecot.port if tls == "starttls" else self.dovecot.tls_port
         argv = [self.pigeon, "fetch", "--host", host, "--port", str(port), "--user", USER,
                 "--tls", tls, "--password-command", f"echo {password}",
-                "--deliver-to", f"maildir:{target}", "--state-file", str(state)]
+                "--deliver-to", deliver_to or f"maildir:{target}", "--state-file", str(state)]
         argv += ["--ca-file", str(self.cert)] if ca_file else []
         argv += (["--json"] if json_out else []) + (options or [])
         proc = run_bounded(argv, env=self.env)
@@ -536,9 +641,141 @@ class Test:
         return "--serverinfo: capabilities before/after STLS and the certificate's SHA-256"
 
 
+    # ---- the IMAP target
+
+    def imap_url(self, mailbox: str = "INBOX") -> str:
+        return f"imap:imaps://localhost:{self.dovecot.imaps_port}/{mailbox}"
+
+    def imap_options(self, password: str = IMAP_PASSWORD) -> list[str]:
+        return ["--imap-user", IMAP_USER, "--imap-password-command", f"echo {password}",
+                "--imap-ca-file", str(self.cert)]
+
+    def imap_mailbox(self, mailbox: str) -> list[tuple[bytes, bytes]]:
+        """(flags, message) of every message in bob's mailbox, read with Python's imaplib."""
+        context = ssl.create_default_context(cafile=str(self.cert))
+        with imaplib.IMAP4_SSL("localhost", self.dovecot.imaps_port, ssl_context=context,
+                               timeout=PROCESS_TIMEOUT_S) as imap:
+            imap.login(IMAP_USER, IMAP_PASSWORD)
+            status, _ = imap.select(mailbox)
+            self.expect(status == "OK", f"imaplib: cannot select {mailbox}")
+            status, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[])") if int(
+                imap.select(mailbox)[1][0]) > 0 else ("OK", [])
+            found = []
+            for item in data:
+                if isinstance(item, tuple):
+                    found.append((item[0], item[1]))
+            return found
+
+    def check_imap(self, what: str, mailbox: str, proc: subprocess.CompletedProcess | None,
+                   unseen: bool) -> None:
+        """Every message of the server exactly once in the IMAP mailbox, identical after CRLF
+        and the Received: field."""
+        seen: dict[str, int] = {}
+        for flags, data in self.imap_mailbox(mailbox):
+            self.expect(b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b""),
+                        f"{what}: an APPENDed message is not in CRLF form", proc)
+            body = strip_received(data.replace(b"\r\n", b"\n"))
+            mid = message_id(body)
+            self.expect(mid in self.mails, f"{what}: unknown Message-ID {mid!r}", proc)
+            if body != self.mails[mid]:
+                raise Failure(f"{what}: {mid} differs: " + first_difference(self.mails[mid], body))
+            if unseen:
+                self.expect(b"\\Seen" not in flags, f"{what}: {mid} is \\Seen ({flags!r})", proc)
+            seen[mid] = seen.get(mid, 0) + 1
+        wrong = {mid: seen.get(mid, 0) for mid in self.mails if seen.get(mid, 0) != 1}
+        self.expect(not wrong, f"{what}: not in the mailbox exactly once (Message-ID: times): {wrong}",
+                    proc)
+
+    def imap_target(self) -> str:
+        state, _ = self.fresh("imap")
+        proc, report = self.fetch(state, Path("/nonexistent"), deliver_to=self.imap_url(),
+                                  options=self.imap_options("wrong"))
+        self.expect(proc.returncode == 77 and report.get("outcome") == "auth-failure"
+                    and report.get("stored") == 0 and "imap" in str(report.get("error", "")).lower(),
+                    "imap: target, wrong IMAP password: expected exit 77 naming the IMAP target", proc)
+        proc, report = self.fetch(state, Path("/nonexistent"), deliver_to=self.imap_url(),
+                                  options=self.imap_options())
+        total = sum(wire_octets(m) for m in self.mails.values())
+        self.expect(proc.returncode == 0 and report.get("stored") == 20
+                    and report.get("stored_octets") == total,
+                    "imap: target: expected exit 0 with 20 stored", proc)
+        self.check_imap("imap: target", "INBOX", proc, unseen=True)
+        proc, report = self.fetch(state, Path("/nonexistent"), deliver_to=self.imap_url(),
+                                  options=self.imap_options())
+        self.expect(proc.returncode == 1 and report.get("stored") == 0,
+                    "imap: target, second run: expected exit 1, nothing stored", proc)
+        self.check_imap("imap: target, second run", "INBOX", proc, unseen=True)
+        self.server_keeps_all("after the imap: target runs")
+        return "imap: target: wrong IMAP password exit 77; 20 APPENDed identical and unseen; second run exit 1"
+
+    def imap_crashes(self) -> str:
+        context = ssl.create_default_context(cafile=str(self.cert))
+        with imaplib.IMAP4_SSL("localhost", self.dovecot.imaps_port, ssl_context=context,
+                               timeout=PROCESS_TIMEOUT_S) as imap:
+            imap.login(IMAP_USER, IMAP_PASSWORD)
+            self.expect(imap.create("Crash")[0] == "OK", "imaplib: cannot create the Crash mailbox")
+        state, _ = self.fresh("imap-crash")
+        config = state.parent / "fetch.toml"
+        config.write_text(f"""[account.crash]
+host = "localhost"
+port = {self.dovecot.port}
+tls = "starttls"
+ca_file = "{self.cert}"
+user = "{USER}"
+password_command = "echo {PASSWORD}"
+deliver_to = "{self.imap_url('Crash')}"
+imap_user = "{IMAP_USER}"
+imap_password_command = "echo {IMAP_PASSWORD}"
+imap_ca_file = "{self.cert}"
+state_file = "{state}"
+""")
+        # Each run takes up where the last one was killed and is killed again 1 to 3 points
+        # later (a point: synced, journalled, APPENDed, recorded), until one runs to its end.
+        runs = 0
+        while True:
+            crash_at = 1 + runs % 3
+            proc = run_bounded([self.crasher, "--config", str(config), "crash", "1", str(crash_at)],
+                               env=self.env)
+            runs += 1
+            if proc.returncode == 0:
+                break
+            self.expect(proc.returncode == -signal.SIGKILL and runs < 400,
+                        f"fetch_crasher run {runs}: not killed at point {crash_at} as planned", proc)
+        proc, report = self.fetch(state, Path("/nonexistent"), deliver_to=self.imap_url("Crash"),
+                                  options=self.imap_options())
+        self.expect(proc.returncode == 1 and report.get("stored") == 0,
+                    "imap: target after the crashes: the last run still found something new", proc)
+        self.check_imap("imap: target after the crashes", "Crash", proc, unseen=False)
+        self.expect(runs > 50, f"only {runs - 1} kill runs")
+        return f"imap: target killed in {runs - 1} runs: every message in the mailbox exactly once"
+
+    def imap_xoauth2(self) -> str:
+        token = "ya29." + "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij0123456789-_")
+                                  for _ in range(3000))
+        (self.work / "token").write_text(token + "\n")
+        fake = FakeXoauthImap(IMAP_USER, token)
+        try:
+            state, _ = self.fresh("imap-xoauth2")
+            proc, report = self.fetch(
+                state, Path("/nonexistent"), deliver_to=f"imap:imap://127.0.0.1:{fake.port}/INBOX",
+                options=["--imap-user", IMAP_USER,
+                "--imap-oauth-token-command", f"cat {self.work / 'token'}", "--imap-allow-plaintext"])
+        finally:
+            fake.stop()
+        self.expect(proc.returncode == 0 and report.get("stored") == 20,
+                    "imap: target with XOAUTH2: expected exit 0 with 20 stored", proc)
+        self.expect(bool(fake.logins) and all(fake.logins),
+                    f"XOAUTH2: the fake server saw logins {fake.logins}", proc)
+        got = sorted(strip_received(m.replace(b"\r\n", b"\n")) for m in fake.messages)
+        self.expect(got == sorted(self.mails.values()),
+                    f"XOAUTH2: the fake server holds {len(got)} messages, not the 20 originals", proc)
+        return "imap: target with XOAUTH2 (3,005-character token): 20 APPENDed"
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pigeon", required=True, help="the pigeon binary (CMake target pigeon)")
+    parser.add_argument("--crasher", required=True,
+                        help="tests/tools/fetch_crasher (CMake target fetch_crasher)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory and print its path")
     args = parser.parse_args()
@@ -573,9 +810,10 @@ def main() -> int:
             print(f"FAIL: Dovecot did not start on ports {dovecot.port} and {dovecot.tls_port}:\n"
                   + dovecot.log_tail())
             return 1
-        test = Test(pigeon, work, cert, fingerprint, dovecot, mails)
+        test = Test(pigeon, os.path.abspath(args.crasher), work, cert, fingerprint, dovecot, mails)
         cases = [test.stls_keep, test.implicit_pinned, test.tls_verification, test.mechanisms,
-                 test.wrong_password, test.imports, test.daemon, test.delete_mode, test.serverinfo]
+                 test.wrong_password, test.imports, test.daemon, test.serverinfo, test.imap_target,
+                 test.imap_crashes, test.imap_xoauth2, test.delete_mode]
         for number, case in enumerate(cases, start=1):
             try:
                 what = case()
