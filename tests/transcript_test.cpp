@@ -13,14 +13,7 @@ namespace {
 
 std::vector<std::string> transcript_files()
 {
-    std::vector<std::string> files;
-    for (const auto& entry : std::filesystem::directory_iterator(PIGEON_TRANSCRIPT_DIR)) {
-        if (entry.path().extension() == ".pop3") {
-            files.push_back(entry.path().filename().string());
-        }
-    }
-    std::sort(files.begin(), files.end());
-    return files;
+    return pigeon::test::transcript_files(PIGEON_TRANSCRIPT_DIR, ".pop3");
 }
 
 class TranscriptTest : public ::testing::TestWithParam<std::string> {};
@@ -41,10 +34,7 @@ TEST_P(TranscriptTest, ByteAtATime)
 
 std::string test_name(const ::testing::TestParamInfo<std::string>& info)
 {
-    std::string name = info.param.substr(0, info.param.find('.'));
-    std::replace_if(
-        name.begin(), name.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
-    return name;
+    return pigeon::test::transcript_test_name(info.param);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transcripts, TranscriptTest, ::testing::ValuesIn(transcript_files()), test_name);

@@ -24,6 +24,10 @@ inline constexpr std::size_t max_response_line_octets = std::size_t{8} * 1024;
 // RFC 1939 §7: a unique-id is "1 to 70 characters in the range 0x21 to 0x7E".
 inline constexpr std::size_t max_unique_id_octets = 70;
 
+// LMTP command lines (RFC 5321 §4.5.3.1.4: 512 octets, which SIZE= and BODY= parameters may
+// extend, RFC 1869 §4.1.2; Postfix's line_length_limit is 2048): 2 KiB.
+inline constexpr std::size_t max_lmtp_command_octets = std::size_t{2} * 1024;
+
 // Consecutive bad commands before the server closes the connection (Dovecot uses 20; ten
 // mistakes in a row is already not a confused client).
 inline constexpr std::uint32_t default_max_bad_commands = 10;

@@ -92,10 +92,7 @@ TEST_P(SocketTranscript, OverLoopback)
 
 std::string test_name(const ::testing::TestParamInfo<std::string>& info)
 {
-    std::string name = info.param.substr(0, info.param.find('.'));
-    std::replace_if(
-        name.begin(), name.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
-    return name;
+    return pigeon::test::transcript_test_name(info.param);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transcripts, SocketTranscript, ::testing::ValuesIn(socket_transcripts()), test_name);

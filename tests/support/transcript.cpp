@@ -2,6 +2,8 @@
 
 #include "session_driver.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <fmt/format.h>
 
 #include <fstream>
@@ -338,6 +340,26 @@ std::string run_transcript_with(const Transcript& transcript, TranscriptSetup& s
         }
     }
     return {};
+}
+
+std::vector<std::string> transcript_files(const std::string& directory, std::string_view extension)
+{
+    std::vector<std::string> files;
+    for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+        if (entry.path().extension() == extension) {
+            files.push_back(entry.path().filename().string());
+        }
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+std::string transcript_test_name(const std::string& file)
+{
+    std::string name = file.substr(0, file.find('.'));
+    std::replace_if(
+        name.begin(), name.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
+    return name;
 }
 
 } // namespace pigeon::test

@@ -93,4 +93,9 @@ std::string run_transcript(const Transcript& transcript, bool bytewise);
 
 std::string unescape(std::string_view text);
 
+// The files of a transcript directory with this extension (".pop3", ".lmtp"), sorted.
+std::vector<std::string> transcript_files(const std::string& directory, std::string_view extension);
+// A GoogleTest parameter name for a transcript file: "015-retr-dot-stuffing.pop3" → "015_retr_dot_stuffing".
+std::string transcript_test_name(const std::string& file);
+
 } // namespace pigeon::test
