@@ -142,9 +142,48 @@ void read_tls(Reader& r, const toml::table& root, Config& config, const std::fil
     config.tls.client_ca = resolve(base, config.tls.client_ca);
 }
 
+void read_lmtp(Reader& r, const toml::table& root, Config& config)
+{
+    const auto* t = r.table(root, "lmtp");
+    if (t == nullptr) {
+        return;
+    }
+    using namespace std::chrono_literals;
+    r.known_keys(*t, "lmtp",
+                 {"listen", "socket_user", "socket_group", "socket_mode", "max_recipients", "max_connections",
+                  "timeout"});
+    r.strings(*t, "lmtp", "listen", config.lmtp.listen);
+    for (const auto& entry : config.lmtp.listen) {
+        const bool unix_socket = entry.starts_with("unix:/");
+        const bool tcp = !entry.starts_with("unix:") && entry.find(':') != std::string::npos;
+        if (!unix_socket && !tcp) {
+            r.fail(t->get("listen"), "lmtp.listen",
+                   fmt::format(R"("{}": must be "unix:/absolute/path", "ADDRESS:PORT" or "[ADDRESS]:PORT")",
+                               entry));
+        }
+    }
+    r.string(*t, "lmtp", "socket_user", config.lmtp.socket_user);
+    r.string(*t, "lmtp", "socket_group", config.lmtp.socket_group);
+    if (const toml::node* node = t->get("socket_mode")) {
+        const auto* text = node->as_string();
+        unsigned mode = 0;
+        const std::string_view digits = text != nullptr ? std::string_view(text->get()) : std::string_view();
+        const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), mode, 8);
+        if (text == nullptr || ec != std::errc() || end != digits.data() + digits.size() || mode > 0777) {
+            r.fail(node, "lmtp.socket_mode", R"(must be an octal mode in a string ("0660"))");
+        } else {
+            config.lmtp.socket_mode = mode;
+        }
+    }
+    r.number(*t, "lmtp", "max_recipients", config.lmtp.max_recipients, 1, 10'000);
+    r.number(*t, "lmtp", "max_connections", config.lmtp.max_connections, 1, 100'000);
+    r.duration(*t, "lmtp", "timeout", config.lmtp.timeout, 1s, 3600s);
+}
+
 void read_sections(Reader& r, const toml::table& root, Config& config, const std::filesystem::path& base)
 {
-    r.known_keys(root, "", {"server", "listen", "tls", "storage", "passdb", "auth", "pop3", "limits", "log"});
+    r.known_keys(root, "",
+                 {"server", "listen", "tls", "storage", "passdb", "auth", "pop3", "limits", "log", "lmtp"});
     if (const auto* t = r.table(root, "server")) {
         r.known_keys(*t, "server", {"user", "group", "threads", "worker_threads", "host_name"});
         r.string(*t, "server", "user", config.server.user);
@@ -275,6 +314,7 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
             config.log.destination = resolve(base, config.log.destination);
         }
     }
+    read_lmtp(r, root, config);
     if (!r.failed()) {
         const bool needs_tls = std::any_of(config.listeners.begin(), config.listeners.end(),
                                            [](const Listener& l) { return l.tls != ListenerTls::none; });

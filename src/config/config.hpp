@@ -105,6 +105,17 @@ struct Log {
     std::string destination = "stderr"; // "stderr", "syslog" or a file path
 };
 
+// [lmtp]: mail in from the MTA (RFC 2033). No listen entries: no LMTP.
+struct Lmtp {
+    std::vector<std::string> listen; // "unix:/run/pigeon/lmtp", "127.0.0.1:24", "[::1]:24"
+    std::string socket_user;         // owner of the Unix sockets (when started as root)
+    std::string socket_group;
+    std::uint32_t socket_mode = 0660;
+    std::uint32_t max_recipients = 100;
+    std::uint32_t max_connections = 1000;
+    std::chrono::seconds timeout{300}; // any one read or write
+};
+
 struct Server {
     std::string user;                 // drop privileges to this user after binding (when started as root)
     std::string group;                // default: the user's primary group
@@ -124,6 +135,7 @@ struct Config {
     Pop3 pop3;
     Limits limits;
     Log log;
+    Lmtp lmtp;
 };
 
 // Reads and checks the file; relative paths in it are taken from the file's directory.

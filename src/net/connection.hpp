@@ -44,6 +44,9 @@ class logger;
 
 namespace pigeon::net {
 
+struct LmtpSettings;
+class LmtpDeliverer;
+
 enum class TlsMode {
     none,     // plain, no STLS
     starttls, // plain, STLS offered (RFC 2595)
@@ -75,6 +78,9 @@ struct Services {
     std::shared_ptr<auth::PassDb> passdb;
     std::shared_ptr<storage::MaildropStore> store;
     std::shared_ptr<const auth::BearerVerifier> bearer; // null: OAuth bearer tokens are refused
+    // LMTP (net/lmtp_server.hpp): what its connections are started with; null without [lmtp].
+    std::shared_ptr<const LmtpSettings> lmtp_settings;
+    std::shared_ptr<LmtpDeliverer> lmtp;
 };
 
 // Counters for status and benchmarks.

@@ -233,6 +233,24 @@ build_services(const config::Config& config, spdlog::logger& log, BuildMode mode
     return services;
 }
 
+tl::expected<std::vector<LmtpListenerSpec>, std::string> lmtp_listeners_from(const config::Config& config)
+{
+    std::vector<LmtpListenerSpec> specs;
+    for (const auto& text : config.lmtp.listen) {
+        auto endpoint = net::parse_lmtp_endpoint(text);
+        if (!endpoint) {
+            return tl::unexpected(fmt::format("{}: lmtp.listen: {}", config.file.string(), endpoint.error()));
+        }
+        LmtpListenerSpec spec;
+        spec.endpoint = std::move(*endpoint);
+        spec.owner.user = config.lmtp.socket_user;
+        spec.owner.group = config.lmtp.socket_group;
+        spec.owner.mode = config.lmtp.socket_mode;
+        specs.push_back(std::move(spec));
+    }
+    return specs;
+}
+
 Tuning tuning_from(const config::Config& config)
 {
     Tuning tuning;
@@ -375,7 +393,7 @@ tl::expected<void, std::string> Server::bind()
         }
         ::unsetenv("LISTEN_PID");
         ::unsetenv("LISTEN_FDS");
-        return {};
+        return bind_lmtp(); // LMTP sockets are pigeond's own, not systemd's
     }
     for (const auto& spec : m_specs) {
         auto listener = net::Listener::open(*m_loops.front(), spec.endpoint, spec.mode, next, m_services,
@@ -385,7 +403,40 @@ tl::expected<void, std::string> Server::bind()
         }
         m_listeners.push_back(std::move(*listener));
     }
+    return bind_lmtp();
+}
+
+tl::expected<void, std::string> Server::bind_lmtp()
+{
+    if (m_lmtp_specs.empty()) {
+        return {};
+    }
+    if (!m_services.current()->lmtp || !m_services.current()->lmtp_settings) {
+        return tl::unexpected(std::string("lmtp: listeners configured but no delivery set up"));
+    }
+    auto next = [this]() -> asio::io_context& { return next_loop(); };
+    // A reload replaces the settings and the deliverer for new LMTP connections, as for POP3.
+    auto settings = [this] { return m_services.current()->lmtp_settings; };
+    auto deliverer = [this] { return m_services.current()->lmtp; };
+    for (const auto& spec : m_lmtp_specs) {
+        auto listener = net::LmtpListener::open(*m_loops.front(), spec.endpoint, spec.owner, next, settings,
+                                                deliverer, net::LmtpShared{m_pool, *m_log});
+        if (!listener) {
+            return tl::unexpected(listener.error());
+        }
+        m_log->info("lmtp: listening on {}", spec.endpoint.text);
+        m_lmtp_listeners.push_back(std::move(*listener));
+    }
     return {};
+}
+
+std::vector<std::uint16_t> Server::lmtp_ports() const
+{
+    std::vector<std::uint16_t> ports;
+    for (const auto& listener : m_lmtp_listeners) {
+        ports.push_back(listener->port());
+    }
+    return ports;
 }
 
 std::vector<asio::ip::tcp::endpoint> Server::endpoints() const
@@ -406,6 +457,9 @@ void Server::run(bool handle_signals)
     }
     auto& main_loop = *m_loops.front();
     for (auto& listener : m_listeners) {
+        asio::co_spawn(main_loop, listener->run(), asio::detached);
+    }
+    for (auto& listener : m_lmtp_listeners) {
         asio::co_spawn(main_loop, listener->run(), asio::detached);
     }
     std::unique_ptr<asio::signal_set> signals;
@@ -461,19 +515,29 @@ void Server::run(bool handle_signals)
             for (auto& listener : m_listeners) {
                 listener->close();
             }
-            m_log->info("stopped accepting; {} sessions open, grace {} ms", m_registry.size(),
+            for (auto& listener : m_lmtp_listeners) {
+                listener->close();
+            }
+            m_log->info("stopped accepting; {} sessions open, grace {} ms", m_registry.size() + lmtp_live(),
                         m_tuning.shutdown_grace.count());
             // Sessions end on their own within the grace period; check ten times a second.
             const auto deadline = std::chrono::steady_clock::now() + m_tuning.shutdown_grace;
             asio::steady_timer tick(*m_loops.front());
-            while (m_registry.size() > 0 && std::chrono::steady_clock::now() < deadline) {
+            while (m_registry.size() + lmtp_live() > 0 && std::chrono::steady_clock::now() < deadline) {
                 tick.expires_after(std::chrono::milliseconds(100));
                 co_await tick.async_wait(nothrow);
             }
             if (const auto left = m_registry.abort_all(); left > 0) {
                 m_log->info("grace period over: ending {} sessions without committing", left);
             }
-            for (int i = 0; i < 100 && m_registry.size() > 0; ++i) {
+            for (auto& listener : m_lmtp_listeners) {
+                if (const auto left = listener->abort_all(); left > 0) {
+                    m_log->info("grace period over: ending {} LMTP sessions (a message in progress is not "
+                                "delivered: the MTA retries it)",
+                                left);
+                }
+            }
+            for (int i = 0; i < 100 && m_registry.size() + lmtp_live() > 0; ++i) {
                 tick.expires_after(std::chrono::milliseconds(50));
                 co_await tick.async_wait(nothrow);
             }
@@ -496,6 +560,15 @@ void Server::run(bool handle_signals)
     }
     m_pool.join();
     m_log->info("stopped");
+}
+
+std::size_t Server::lmtp_live() const
+{
+    std::size_t live = 0;
+    for (const auto& listener : m_lmtp_listeners) {
+        live += listener->live();
+    }
+    return live;
 }
 
 void Server::begin_stop()

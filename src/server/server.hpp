@@ -11,6 +11,7 @@
 #include "net/connection.hpp"
 #include "net/connection_limits.hpp"
 #include "net/listener.hpp"
+#include "net/lmtp_server.hpp"
 #include "net/worker_pool.hpp"
 
 #include <asio/io_context.hpp>
@@ -45,6 +46,11 @@ struct ListenerSpec {
     net::TlsMode mode = net::TlsMode::starttls;
 };
 
+struct LmtpListenerSpec {
+    net::LmtpEndpoint endpoint;
+    net::UnixSocketOwner owner;
+};
+
 // How build_services treats what the configuration names. `run` (start-up) opens the user
 // database (a new SQLite file is created, as on a fresh install) and only logs an unreadable
 // passwd-file (it may appear later; logins fail until it does). `reload` (SIGHUP) makes an
@@ -62,6 +68,8 @@ build_services(const config::Config& config, spdlog::logger& log, BuildMode mode
 [[nodiscard]] Tuning tuning_from(const config::Config& config);
 [[nodiscard]] tl::expected<std::vector<ListenerSpec>, std::string>
 listeners_from(const config::Config& config);
+[[nodiscard]] tl::expected<std::vector<LmtpListenerSpec>, std::string>
+lmtp_listeners_from(const config::Config& config);
 
 // The logger a configuration asks for (stderr, syslog with facility mail, or a file). With
 // BuildMode::check a log file is not opened (nor created): its directory must exist.
@@ -79,6 +87,10 @@ public:
     // Binds every listener (or takes systemd's sockets, LISTEN_FDS); call before dropping privileges.
     [[nodiscard]] tl::expected<void, std::string> bind();
     [[nodiscard]] std::vector<asio::ip::tcp::endpoint> endpoints() const;
+    // LMTP listeners, bound by bind() with the others (call before it).
+    void set_lmtp_listeners(std::vector<LmtpListenerSpec> specs) { m_lmtp_specs = std::move(specs); }
+    // The bound TCP ports of the LMTP listeners (0 for a Unix socket), in order.
+    [[nodiscard]] std::vector<std::uint16_t> lmtp_ports() const;
 
     // Runs until stopped. With `handle_signals`, SIGTERM/SIGINT stop and SIGHUP calls the reload
     // function (pigeond passes one that reads the configuration again).
@@ -97,6 +109,8 @@ public:
 private:
     asio::io_context& next_loop();
     void begin_stop();
+    [[nodiscard]] tl::expected<void, std::string> bind_lmtp();
+    [[nodiscard]] std::size_t lmtp_live() const;
 
     Tuning m_tuning;
     std::shared_ptr<spdlog::logger> m_log;
@@ -112,6 +126,8 @@ private:
     net::ServicesSource m_services;
     net::SharedState m_shared;
     std::vector<std::unique_ptr<net::Listener>> m_listeners;
+    std::vector<LmtpListenerSpec> m_lmtp_specs;
+    std::vector<std::unique_ptr<net::LmtpListener>> m_lmtp_listeners;
     std::function<void(Server&)> m_reload;
     std::atomic<bool> m_stopping{false};
     asio::steady_timer* m_wake_stop = nullptr; // the stop sequence's wait, on the first loop

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include <poll.h>
 #include <stdexcept>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace pigeon::test {
@@ -144,7 +146,7 @@ std::shared_ptr<net::Services> test_services(std::shared_ptr<storage::MaildropSt
 }
 
 TestServer::TestServer(std::shared_ptr<const net::Services> services, server::Tuning tuning,
-                       const std::vector<net::TlsMode>& modes)
+                       const std::vector<net::TlsMode>& modes, std::vector<server::LmtpListenerSpec> lmtp)
     : m_log(std::make_shared<LogCapture>())
 {
     std::vector<server::ListenerSpec> specs;
@@ -155,12 +157,14 @@ TestServer::TestServer(std::shared_ptr<const net::Services> services, server::Tu
     auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<CaptureSink<std::mutex>>(m_log));
     logger->set_level(spdlog::level::debug);
     m_server = std::make_unique<server::Server>(std::move(services), std::move(specs), tuning, logger);
+    m_server->set_lmtp_listeners(std::move(lmtp));
     if (auto bound = m_server->bind(); !bound) {
         throw std::runtime_error(bound.error());
     }
     for (const auto& endpoint : m_server->endpoints()) {
         m_ports.push_back(endpoint.port());
     }
+    m_lmtp_ports = m_server->lmtp_ports();
     m_thread = std::thread([this] { m_server->run(false); });
 }
 
@@ -189,6 +193,23 @@ TestClient::TestClient(std::uint16_t port, std::chrono::milliseconds bound)
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(m_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        ::close(m_fd);
+        m_fd = -1;
+    }
+}
+
+TestClient::TestClient(const std::string& unix_path, std::chrono::milliseconds bound)
+    : m_fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)), m_bound(bound)
+{
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (unix_path.size() >= sizeof address.sun_path) {
+        ::close(m_fd);
+        m_fd = -1;
+        return;
+    }
+    std::memcpy(address.sun_path, unix_path.c_str(), unix_path.size() + 1);
     if (::connect(m_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
         ::close(m_fd);
         m_fd = -1;

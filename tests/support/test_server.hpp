@@ -45,12 +45,18 @@ struct TestCertificate {
 class TestServer {
 public:
     explicit TestServer(std::shared_ptr<const net::Services> services, server::Tuning tuning = test_tuning(),
-                        const std::vector<net::TlsMode>& modes = {net::TlsMode::starttls});
+                        const std::vector<net::TlsMode>& modes = {net::TlsMode::starttls},
+                        std::vector<server::LmtpListenerSpec> lmtp = {});
     TestServer(const TestServer&) = delete;
     TestServer& operator=(const TestServer&) = delete;
     ~TestServer();
 
     [[nodiscard]] std::uint16_t port(std::size_t listener = 0) const;
+    // The TCP port of an LMTP listener (0 for a Unix socket).
+    [[nodiscard]] std::uint16_t lmtp_port(std::size_t listener = 0) const
+    {
+        return m_lmtp_ports.at(listener);
+    }
     [[nodiscard]] server::Server& server() noexcept { return *m_server; }
     [[nodiscard]] LogCapture& log() noexcept { return *m_log; }
     // Stops gracefully and waits for the server's thread (the destructor does it too).
@@ -60,6 +66,7 @@ private:
     std::shared_ptr<LogCapture> m_log;
     std::unique_ptr<server::Server> m_server;
     std::vector<std::uint16_t> m_ports;
+    std::vector<std::uint16_t> m_lmtp_ports;
     std::thread m_thread;
 };
 
@@ -68,6 +75,8 @@ public:
     static constexpr std::chrono::milliseconds default_bound{10'000};
 
     explicit TestClient(std::uint16_t port, std::chrono::milliseconds bound = default_bound);
+    // Over a Unix socket (LMTP).
+    explicit TestClient(const std::string& unix_path, std::chrono::milliseconds bound = default_bound);
     TestClient(const TestClient&) = delete;
     TestClient& operator=(const TestClient&) = delete;
     ~TestClient();
