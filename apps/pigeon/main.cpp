@@ -4,6 +4,7 @@
 #include "exit_codes.hpp"
 #include "fetch_command.hpp"
 #include "hash_command.hpp"
+#include "read_commands.hpp"
 #include "user_command.hpp"
 
 #include <CLI/CLI.hpp>
@@ -22,6 +23,8 @@ int run(int argc, char** argv)
     pigeon::cli::add_fetch_command(app, exit_code);
     pigeon::cli::add_hash_command(app, exit_code);
     pigeon::cli::add_user_command(app, exit_code);
+    pigeon::cli::add_ls_command(app, exit_code);
+    pigeon::cli::add_show_command(app, exit_code);
 
     try {
         app.parse(argc, argv);
