@@ -57,12 +57,6 @@ std::chrono::milliseconds AuthThrottle::failure_delay(std::string_view address, 
     return std::max(delay_for(by_address), delay_for(by_user));
 }
 
-std::chrono::milliseconds AuthThrottle::address_penalty(std::string_view address, Clock::time_point now)
-{
-    const std::lock_guard guard(m_mutex);
-    return delay_for(current(m_addresses, address, now));
-}
-
 std::chrono::milliseconds AuthThrottle::begin_attempt(std::string_view address, Clock::time_point now)
 {
     const std::lock_guard guard(m_mutex);

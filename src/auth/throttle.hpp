@@ -39,11 +39,9 @@ public:
     // delay is applied to the -ERR, so a success is never slowed by an attacker's failures).
     [[nodiscard]] std::chrono::milliseconds failure_delay(std::string_view address, std::string_view user,
                                                           Clock::time_point now);
-    // The delay an address has earned by its past failures, applied before any new attempt of it
-    // is verified (Dovecot's auth penalty): a burst of guesses from one address waits on timers
-    // instead of making the server hash. Attempts from other addresses are not slowed.
-    [[nodiscard]] std::chrono::milliseconds address_penalty(std::string_view address, Clock::time_point now);
-    // An attempt from `address` starts: how long it must wait before it is verified. An address
+    // An attempt from `address` starts: how long it must wait before it is verified (Dovecot's
+    // auth penalty: a burst of guesses from one address waits on timers instead of making the
+    // server hash; attempts from other addresses are not slowed). An address
     // that has not failed (beyond free_failures) never waits, however many attempts it has in
     // flight. Once it has, its attempts in flight count as failures until they end, and they
     // are spaced by its delay: fifty guesses sent at once on fifty connections wait one after

@@ -43,20 +43,26 @@ TEST(AuthThrottle, PerAddressAndPerUser)
     EXPECT_EQ(throttle.failure_delay("192.0.2.50", "carol", now), 100ms);
 }
 
-TEST(AuthThrottle, AddressPenaltyCountsOnlyPastFailuresOfThatAddress)
+TEST(AuthThrottle, TheWaitCountsOnlyPastFailuresOfThatAddress)
 {
     AuthThrottle throttle(ThrottleOptions{250ms, 4000ms, 900s, 1000, 8, 1});
     const auto now = Clock::time_point{} + 1h;
-    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 0ms);
+    // One attempt at a time (begun and ended), as one connection's guesses come.
+    const auto wait = [&throttle](std::string_view address, Clock::time_point at) {
+        const auto delay = throttle.begin_attempt(address, at);
+        throttle.end_attempt(address);
+        return delay;
+    };
+    EXPECT_EQ(wait("192.0.2.1", now), 0ms);
     throttle.record_failure("192.0.2.1", "alice", now);
-    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 0ms); // one free failure
+    EXPECT_EQ(wait("192.0.2.1", now), 0ms); // one free failure
     throttle.record_failure("192.0.2.1", "bob", now);
-    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 250ms);
+    EXPECT_EQ(wait("192.0.2.1", now), 250ms);
     throttle.record_failure("192.0.2.1", "carol", now);
-    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 500ms);
-    // Another address pays nothing, and the penalty is forgotten with the failures.
-    EXPECT_EQ(throttle.address_penalty("192.0.2.2", now), 0ms);
-    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now + 901s), 0ms);
+    EXPECT_EQ(wait("192.0.2.1", now), 500ms);
+    // Another address pays nothing, and the wait is forgotten with the failures.
+    EXPECT_EQ(wait("192.0.2.2", now), 0ms);
+    EXPECT_EQ(wait("192.0.2.1", now + 901s), 0ms);
 }
 
 TEST(AuthThrottle, ConcurrentAttemptsOfAFailingAddressAreSpacedNotReleasedTogether)
@@ -99,9 +105,11 @@ TEST(AuthThrottle, NewOptionsApplyToTheNextDelay)
     AuthThrottle throttle(ThrottleOptions{250ms, 4000ms, 900s, 1000, 8, 0});
     const auto now = Clock::time_point{} + 1h;
     throttle.record_failure("192.0.2.1", "alice", now);
-    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 250ms);
+    EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 250ms);
+    throttle.end_attempt("192.0.2.1");
     throttle.set_options(ThrottleOptions{100ms, 4000ms, 900s, 1000, 8, 0});
-    EXPECT_EQ(throttle.address_penalty("192.0.2.1", now), 100ms); // the failure itself is kept
+    EXPECT_EQ(throttle.begin_attempt("192.0.2.1", now), 100ms); // the failure itself is kept
+    throttle.end_attempt("192.0.2.1");
 }
 
 TEST(AuthThrottle, FailuresAreForgottenAndSuccessClearsTheUser)
