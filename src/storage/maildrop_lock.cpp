@@ -70,22 +70,13 @@ std::optional<ProcState> proc_state(const std::string& stat_text)
     return ProcState{fields[0][0], std::string(fields[19])}; // state is field 3, start time 22
 }
 
-struct Identity {
-    std::string boot_id;
-    std::string pid_namespace;
-    pid_t pid = 0;
-    std::string start_time;
-    std::uint64_t token = 0;
-    std::string host;
-};
-
-std::string format_record(const Identity& id)
+std::string format_record(const LockIdentity& id)
 {
     return fmt::format("{} {} {} {} {} {:016x} {}\n", record_magic, id.boot_id, id.pid_namespace, id.pid,
                        id.start_time, id.token, id.host);
 }
 
-std::optional<Identity> parse_record(std::string_view text)
+std::optional<LockIdentity> parse_record(std::string_view text)
 {
     if (!text.starts_with(record_magic) || !text.ends_with('\n')) {
         return std::nullopt;
@@ -108,7 +99,7 @@ std::optional<Identity> parse_record(std::string_view text)
     if (!text.empty()) {
         return std::nullopt;
     }
-    Identity id;
+    LockIdentity id;
     id.boot_id = words[0];
     id.pid_namespace = words[1];
     const auto* const pid_end = words[2].data() + words[2].size();
@@ -124,9 +115,9 @@ std::optional<Identity> parse_record(std::string_view text)
     return id;
 }
 
-Identity this_process(std::uint64_t token)
+LockIdentity this_process(std::uint64_t token)
 {
-    Identity id;
+    LockIdentity id;
     id.boot_id = first_word(read_proc_file("/proc/sys/kernel/random/boot_id"));
     std::array<char, 64> ns{};
     const ssize_t ns_length = ::readlink("/proc/self/ns/pid", ns.data(), ns.size() - 1);
@@ -160,7 +151,8 @@ enum class Owner {
 };
 
 // Whether the process a record names still holds the lock. `me` is this registry's identity.
-Owner owner_of(std::string_view record, const Identity& me, std::chrono::system_clock::time_point modified)
+Owner owner_of(std::string_view record, const LockIdentity& me,
+               std::chrono::system_clock::time_point modified)
 {
     if (record.empty()) {
         return Owner::none;
@@ -242,7 +234,8 @@ LockRegistry& LockRegistry::process()
 const std::string& LockRegistry::owner_record()
 {
     if (m_record_pid != ::getpid()) {
-        m_record = format_record(this_process(m_token));
+        m_identity = this_process(m_token);
+        m_record = format_record(m_identity);
         m_record_pid = ::getpid();
     }
     return m_record;
@@ -284,9 +277,8 @@ Result<std::shared_ptr<MaildropLock>> LockRegistry::acquire(const std::string& l
     if (!record) {
         return fail(record.error());
     }
-    const auto& text = owner_record();
-    const auto mine = parse_record(text);
-    if (!mine || owner_of(*record, *mine, modified_time(st)) == Owner::alive) {
+    const auto& text = owner_record(); // also m_identity, parsed once per process
+    if (owner_of(*record, m_identity, modified_time(st)) == Owner::alive) {
         return fail(errc::maildrop_in_use); // another process's session
     }
     if (::pwrite(fd.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()) ||

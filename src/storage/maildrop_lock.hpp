@@ -30,6 +30,16 @@
 
 namespace pigeon::storage {
 
+// Who holds a lock: what a lock file's record says (see the top of this file).
+struct LockIdentity {
+    std::string boot_id;
+    std::string pid_namespace;
+    pid_t pid = 0;
+    std::string start_time;
+    std::uint64_t token = 0;
+    std::string host;
+};
+
 class LockRegistry;
 
 class MaildropLock {
@@ -80,7 +90,8 @@ private:
 
     std::uint64_t m_token;
     pid_t m_record_pid = 0;
-    std::string m_record;
+    std::string m_record;    // this process's record, as written to lock files
+    LockIdentity m_identity; // the same, as owner_of() compares it
     mutable std::mutex m_mutex;
     std::map<std::string, std::weak_ptr<MaildropLock>> m_held;
 };
