@@ -34,9 +34,14 @@ int check_config(const pigeon::config::Config& config)
         fmt::print(stderr, "pigeond: {}\n", listeners.error());
         return EX_CONFIG;
     }
-    fmt::print("{}: configuration OK ({} listeners, storage {}, passdb {} {}, {} certificates)\n",
-               config.file.string(), listeners->size(), config.storage.driver, config.passdb.driver,
-               config.passdb.path, config.tls.certificates.size());
+    auto lmtp = pigeon::server::lmtp_listeners_from(config);
+    if (!lmtp) {
+        fmt::print(stderr, "pigeond: {}\n", lmtp.error());
+        return EX_CONFIG;
+    }
+    fmt::print("{}: configuration OK ({} listeners, {} LMTP, storage {}, passdb {} {}, {} certificates)\n",
+               config.file.string(), listeners->size(), lmtp->size(), config.storage.driver,
+               config.passdb.driver, config.passdb.path, config.tls.certificates.size());
     return 0;
 }
 
@@ -70,12 +75,17 @@ static int run(int argc, char** argv)
     }
     auto services = pigeon::server::build_services(*config, **log);
     auto listeners = pigeon::server::listeners_from(*config);
-    if (!services || !listeners) {
-        fmt::print(stderr, "pigeond: {}\n", !services ? services.error() : listeners.error());
+    auto lmtp = pigeon::server::lmtp_listeners_from(*config);
+    if (!services || !listeners || !lmtp) {
+        fmt::print(stderr, "pigeond: {}\n",
+                   !services    ? services.error()
+                   : !listeners ? listeners.error()
+                                : lmtp.error());
         return EX_CONFIG;
     }
     pigeon::server::Server server(std::move(*services), std::move(*listeners),
                                   pigeon::server::tuning_from(*config), *log);
+    server.set_lmtp_listeners(std::move(*lmtp));
     // An idle session holds one descriptor (its socket; maildrop locks hold none), a session
     // sending a message one more; the listeners, loops and log need a few. Ask for the peak, warn
     // below what idle sessions need.

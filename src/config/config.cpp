@@ -9,6 +9,7 @@
 #include <charconv>
 #include <fstream>
 #include <initializer_list>
+#include <limits>
 #include <sstream>
 
 namespace pigeon::config {
@@ -142,6 +143,109 @@ void read_tls(Reader& r, const toml::table& root, Config& config, const std::fil
     config.tls.client_ca = resolve(base, config.tls.client_ca);
 }
 
+// A size in octets: a TOML integer (octets), or a string of digits and a unit, B, k, M, G or T
+// (powers of 1024, as in Dovecot's quota rules): 0, "512k", "100M", "1G".
+std::optional<std::uint64_t> parse_size(const toml::node& node)
+{
+    if (const auto* number = node.as_integer()) {
+        return number->get() >= 0 ? std::optional<std::uint64_t>(static_cast<std::uint64_t>(number->get()))
+                                  : std::nullopt;
+    }
+    const auto* text = node.as_string();
+    if (text == nullptr) {
+        return std::nullopt;
+    }
+    const std::string_view value = text->get();
+    std::uint64_t amount = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), amount);
+    if (ec != std::errc() || end == value.data()) {
+        return std::nullopt;
+    }
+    const std::string_view unit(end, static_cast<std::size_t>(value.data() + value.size() - end));
+    std::uint64_t multiplier = 0;
+    if (unit.size() == 1) {
+        switch (unit.front()) {
+        case 'B':
+        case 'b': multiplier = 1; break;
+        case 'K':
+        case 'k': multiplier = std::uint64_t{1} << 10; break;
+        case 'M':
+        case 'm': multiplier = std::uint64_t{1} << 20; break;
+        case 'G':
+        case 'g': multiplier = std::uint64_t{1} << 30; break;
+        case 'T':
+        case 't': multiplier = std::uint64_t{1} << 40; break;
+        default: break;
+        }
+    }
+    if (multiplier == 0 || amount > std::numeric_limits<std::uint64_t>::max() / multiplier) {
+        return std::nullopt;
+    }
+    return amount * multiplier;
+}
+
+void read_size(Reader& r, const toml::table& table, std::string_view prefix, std::string_view key,
+               std::uint64_t& out)
+{
+    if (const toml::node* node = table.get(key)) {
+        if (const auto size = parse_size(*node)) {
+            out = *size;
+        } else {
+            r.fail(node, Reader::join(prefix, key),
+                   R"(must be a size: octets, or a number with a unit B, k, M, G or T ("100M", "1G"))");
+        }
+    }
+}
+
+void read_quota_and_delivery(Reader& r, const toml::table& root, Config& config)
+{
+    if (const auto* t = r.table(root, "quota")) {
+        r.known_keys(*t, "quota", {"default_storage", "default_messages", "grace", "full_tempfail"});
+        read_size(r, *t, "quota", "default_storage", config.quota.default_storage);
+        if (const toml::node* node = t->get("default_messages")) {
+            const auto* number = node->as_integer();
+            if (number != nullptr && number->get() >= 0) {
+                config.quota.default_messages = static_cast<std::uint64_t>(number->get());
+            } else {
+                r.fail(node, "quota.default_messages", "must be a number of messages (0: unlimited)");
+            }
+        }
+        if (const toml::node* node = t->get("grace")) {
+            const auto* text = node->as_string();
+            std::uint32_t percent = 0;
+            if (text != nullptr && text->get().ends_with('%')) {
+                const std::string_view digits =
+                    std::string_view(text->get()).substr(0, text->get().size() - 1);
+                const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), percent);
+                if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() ||
+                    percent > 1000) {
+                    r.fail(node, "quota.grace",
+                           R"(must be a percentage of the storage limit ("10%") or a size)");
+                }
+                config.quota.grace_percent = percent;
+                config.quota.grace_octets.reset();
+            } else if (const auto size = parse_size(*node)) {
+                config.quota.grace_octets = *size;
+            } else {
+                r.fail(node, "quota.grace", R"(must be a percentage of the storage limit ("10%") or a size)");
+            }
+        }
+        r.boolean(*t, "quota", "full_tempfail", config.quota.full_tempfail);
+    }
+    if (const auto* t = r.table(root, "delivery")) {
+        r.known_keys(*t, "delivery", {"recipient_delimiter", "max_message_size"});
+        r.string(*t, "delivery", "recipient_delimiter", config.delivery.recipient_delimiter);
+        const auto& delimiter = config.delivery.recipient_delimiter;
+        if (std::any_of(delimiter.begin(), delimiter.end(), [](unsigned char c) {
+                return c <= 0x20 || c >= 0x7f || c == '@' || c == '"' || c == '<' || c == '>';
+            })) {
+            r.fail(t->get("recipient_delimiter"), "delivery.recipient_delimiter",
+                   R"(must be printable ASCII characters other than '@', '"', '<', '>' and space)");
+        }
+        read_size(r, *t, "delivery", "max_message_size", config.delivery.max_message_size);
+    }
+}
+
 void read_lmtp(Reader& r, const toml::table& root, Config& config)
 {
     const auto* t = r.table(root, "lmtp");
@@ -183,7 +287,8 @@ void read_lmtp(Reader& r, const toml::table& root, Config& config)
 void read_sections(Reader& r, const toml::table& root, Config& config, const std::filesystem::path& base)
 {
     r.known_keys(root, "",
-                 {"server", "listen", "tls", "storage", "passdb", "auth", "pop3", "limits", "log", "lmtp"});
+                 {"server", "listen", "tls", "storage", "passdb", "auth", "pop3", "limits", "log", "quota",
+                  "delivery", "lmtp"});
     if (const auto* t = r.table(root, "server")) {
         r.known_keys(*t, "server", {"user", "group", "threads", "worker_threads", "host_name"});
         r.string(*t, "server", "user", config.server.user);
@@ -314,6 +419,7 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
             config.log.destination = resolve(base, config.log.destination);
         }
     }
+    read_quota_and_delivery(r, root, config);
     read_lmtp(r, root, config);
     if (!r.failed()) {
         const bool needs_tls = std::any_of(config.listeners.begin(), config.listeners.end(),

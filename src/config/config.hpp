@@ -105,6 +105,24 @@ struct Log {
     std::string destination = "stderr"; // "stderr", "syslog" or a file path
 };
 
+// [quota]: limits for users whose record in the user database sets none (Dovecot's quota_rule
+// extra fields set them per user), and how a full maildrop refuses mail (src/delivery/quota.hpp).
+struct Quota {
+    std::uint64_t default_storage = 0;  // octets; 0: unlimited
+    std::uint64_t default_messages = 0; // 0: unlimited
+    // Dovecot's quota_grace: a user still under the storage limit may go over it with one last
+    // message by this much: a percentage of the limit, or grace_octets when set.
+    std::uint32_t grace_percent = 10;
+    std::optional<std::uint64_t> grace_octets;
+    bool full_tempfail = false; // Dovecot's quota_full_tempfail: a full maildrop defers (4.2.2)
+};
+
+// [delivery]: local delivery, shared by LMTP and `pigeon deliver`.
+struct Delivery {
+    std::string recipient_delimiter = "+"; // Dovecot's recipient_delimiter: user+tag is user; "" off
+    std::uint64_t max_message_size = std::uint64_t{50} * 1024 * 1024; // octets as received; 0: none
+};
+
 // [lmtp]: mail in from the MTA (RFC 2033). No listen entries: no LMTP.
 struct Lmtp {
     std::vector<std::string> listen; // "unix:/run/pigeon/lmtp", "127.0.0.1:24", "[::1]:24"
@@ -135,6 +153,8 @@ struct Config {
     Pop3 pop3;
     Limits limits;
     Log log;
+    Quota quota;
+    Delivery delivery;
     Lmtp lmtp;
 };
 

@@ -310,7 +310,7 @@ tl::expected<LmtpEndpoint, std::string> parse_lmtp_endpoint(const std::string& t
     std::error_code ec;
     const auto address = asio::ip::make_address(host, ec);
     if (ec) {
-        return tl::unexpected(fmt::format("\"{}\": \"{}\" is not an IP address", text, host));
+        return tl::unexpected(fmt::format(R"("{}": "{}" is not an IP address)", text, host));
     }
     result.endpoint = asio::ip::tcp::endpoint(address, port);
     return result;
@@ -367,8 +367,8 @@ LmtpListener::open(asio::io_context& accept_context, const LmtpEndpoint& endpoin
         if (::chmod(endpoint.path.c_str(), owner.mode) != 0) {
             return tl::unexpected(fmt::format("lmtp {}: chmod: {}", endpoint.text, std::strerror(errno)));
         }
-        uid_t uid = static_cast<uid_t>(-1);
-        gid_t gid = static_cast<gid_t>(-1);
+        auto uid = static_cast<uid_t>(-1);
+        auto gid = static_cast<gid_t>(-1);
         if (!owner.user.empty()) {
             const passwd* entry = ::getpwnam(owner.user.c_str());
             if (entry == nullptr) {

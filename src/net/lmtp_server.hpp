@@ -94,6 +94,7 @@ private:
 };
 
 // "unix:/run/pigeon/lmtp" or "127.0.0.1:24" / "[::1]:24".
+// NOLINTNEXTLINE(bugprone-exception-escape): asio's generic endpoint is built only from valid endpoints here
 struct LmtpEndpoint {
     std::string text;
     asio::generic::stream_protocol::endpoint endpoint;

@@ -1,9 +1,12 @@
 #include "server/server.hpp"
 
+#include "server/lmtp_deliverer.hpp"
+
 #include "auth/jwt_validator.hpp"
 #include "auth/passwd_file/passwd_file_passdb.hpp"
 #include "auth/password_scheme.hpp"
 #include "auth/sqlite/sqlite_passdb.hpp"
+#include "server/backends.hpp"
 #include "storage/maildir/maildir_store.hpp"
 #include "storage/maildrop_lock.hpp"
 #include "storage/mbox/mbox_store.hpp"
@@ -43,22 +46,6 @@ namespace pigeon::server {
 namespace {
 
 constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
-
-// Dovecot's auth_username_format = %Lu: user names are looked up in lower case.
-class LowercasePassDb final : public auth::PassDb {
-public:
-    explicit LowercasePassDb(std::shared_ptr<auth::PassDb> inner) : m_inner(std::move(inner)) {}
-    Result<std::optional<auth::UserRecord>> lookup(std::string_view user) override
-    {
-        std::string lowered(user);
-        std::transform(lowered.begin(), lowered.end(), lowered.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        return m_inner->lookup(lowered);
-    }
-
-private:
-    std::shared_ptr<auth::PassDb> m_inner;
-};
 
 constexpr std::array<std::string_view, 10> known_mechanisms = {"PLAIN",
                                                                "LOGIN",
@@ -170,65 +157,33 @@ build_services(const config::Config& config, spdlog::logger& log, BuildMode mode
         services->tls = std::move(*context);
     }
 
-    std::shared_ptr<auth::PassDb> passdb;
-    if (config.passdb.driver == "sqlite") {
-        std::error_code missing;
-        if (mode == BuildMode::check && !std::filesystem::exists(config.passdb.path, missing)) {
-            return tl::unexpected(fmt::format("{}: passdb: {} does not exist (pigeond would create it empty; "
-                                              "add users with pigeon user add --db {})",
-                                              config.file.string(), config.passdb.path, config.passdb.path));
-        }
-        std::string why;
-        auto db = auth::SqlitePassDb::open(config.passdb.path, &why);
-        if (!db) {
-            return tl::unexpected(fmt::format("{}: passdb: cannot open {}: {}", config.file.string(),
-                                              config.passdb.path, why.empty() ? db.error().message() : why));
-        }
-        passdb = std::move(*db);
-    } else {
-        if (!auth::scheme_from_name(config.passdb.default_scheme)) {
-            std::string known;
-            for (const auto scheme : auth::all_password_schemes()) {
-                known += known.empty() ? "" : ", ";
-                known += auth::scheme_name(scheme);
-            }
-            return tl::unexpected(fmt::format("{}: passdb.default_scheme: unknown scheme \"{}\" (known: {})",
-                                              config.file.string(), config.passdb.default_scheme, known));
-        }
-        auth::PasswdFileOptions options;
-        options.path = config.passdb.path;
-        options.default_scheme = config.passdb.default_scheme;
-        options.log = [&log](std::string_view message) { log.warn("passwd-file: {}", message); };
-        auto file = std::make_shared<auth::PasswdFilePassDb>(std::move(options));
-        if (auto read = file->reload(); !read) {
-            const std::string why =
-                fmt::format("passdb: cannot read {}: {}", config.passdb.path,
-                            file->status().last_error_message.empty() ? read.error().message()
-                                                                      : file->status().last_error_message);
-            if (mode != BuildMode::run) {
-                return tl::unexpected(fmt::format("{}: {}", config.file.string(), why));
-            }
-            log.error("{} (every login fails until it can be read)", why);
-        }
-        passdb = std::move(file);
+    PassDbOpening opening;
+    opening.create_sqlite = mode != BuildMode::check;
+    opening.passwd_file_required = mode != BuildMode::run;
+    opening.error = [&log](std::string_view message) { log.error("{}", message); };
+    opening.passwd_file_log = [&log](std::string_view message) { log.warn("passwd-file: {}", message); };
+    auto passdb = open_passdb(config, opening);
+    if (!passdb) {
+        return tl::unexpected(passdb.error());
     }
-    if (config.passdb.lowercase_usernames) {
-        passdb = std::make_shared<LowercasePassDb>(std::move(passdb));
-    }
-    services->passdb = std::move(passdb);
-
-    if (config.storage.driver == "maildir") {
-        storage::MaildirOptions options;
-        options.path_template = config.storage.location;
-        options.takeover = config.storage.takeover;
-        services->store = std::make_shared<storage::MaildirStore>(std::move(options));
-    } else {
-        storage::MboxOptions options;
-        options.path_template = config.storage.location;
-        options.index_directory_template = config.storage.index_directory;
-        options.dotlock = config.storage.dotlock;
-        options.takeover = config.storage.takeover;
-        services->store = std::make_shared<storage::MboxStore>(std::move(options));
+    services->passdb = std::move(*passdb);
+    auto stores = open_stores(config);
+    services->store = stores.maildrops;
+    if (!config.lmtp.listen.empty()) {
+        auto lmtp = std::make_shared<net::LmtpSettings>();
+        lmtp->policy.host_name = settings.host_name;
+        lmtp->policy.max_message_size = config.delivery.max_message_size != 0
+                                            ? config.delivery.max_message_size
+                                            : lmtp->policy.max_message_size;
+        lmtp->policy.max_recipients = config.lmtp.max_recipients;
+        lmtp->policy.max_bad_commands = config.limits.max_bad_commands;
+        lmtp->timeout = config.lmtp.timeout;
+        lmtp->max_connections = config.lmtp.max_connections;
+        services->lmtp_settings = std::move(lmtp);
+        auto options = delivery_options(config);
+        options.log = [&log](std::string_view line) { log.warn("delivery: {}", line); };
+        services->lmtp = std::make_shared<LocalLmtpDeliverer>(services->passdb, std::move(stores.delivery),
+                                                              std::move(stores.usage), std::move(options));
     }
     return services;
 }

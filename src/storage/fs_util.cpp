@@ -1,6 +1,7 @@
 #include "storage/fs_util.hpp"
 
 #include <cerrno>
+#include <chrono>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -120,6 +121,18 @@ bool is_temporary_io_error(std::error_code error) noexcept
     case EROFS: return true;
     default: return false;
     }
+}
+
+std::int64_t mtime_ns(const struct stat& st) noexcept
+{
+    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+std::int64_t now_ns() noexcept
+{
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 } // namespace pigeon::storage

@@ -4,8 +4,10 @@
 
 #include "core/result.hpp"
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <sys/stat.h>
 
 namespace pigeon::storage {
 
@@ -56,5 +58,10 @@ public:
 private:
     int m_fd = -1;
 };
+
+// A file's modification time, and the clock's time now, in nanoseconds since the epoch (for
+// comparing directory change stamps).
+[[nodiscard]] std::int64_t mtime_ns(const struct stat& st) noexcept;
+[[nodiscard]] std::int64_t now_ns() noexcept;
 
 } // namespace pigeon::storage

@@ -43,18 +43,6 @@ enum class Folder : std::uint8_t {
 };
 constexpr std::array<const char*, 2> folder_names{"new", "cur"};
 
-std::int64_t mtime_ns(const struct stat& st) noexcept
-{
-    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
-std::int64_t now_ns() noexcept
-{
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 Result<void> make_directory(const std::string& path)
 {
     if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
