@@ -27,6 +27,9 @@ packages=(
   libcurl4-openssl-dev  # pigeon fetch's IMAP target: APPEND through libcurl (src/client/imap_sink)
   libgmime-3.0-dev      # pigeon ls / pigeon show: MIME and RFC 2047 (src/client/mail_reader)
   dovecot-imapd         # the IMAP server the IMAP target is tested against (tests/interop)
+  postfix swaks         # Postfix in front of pigeond's LMTP and `pigeon deliver`; swaks sends over SMTP
+                        # (tests/interop/postfix_e2e_test.py runs its own instance: no system service)
+  dovecot-lmtpd         # Dovecot's LMTP, the peer of bench/lmtp_vs_dovecot.py
 )
 
 missing=()
@@ -44,5 +47,9 @@ echo "install-deps: installing ${missing[*]}"
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
+# Postfix's postinst asks what kind of mail system to set up: "No configuration" writes no
+# main.cf, so nothing is started and nothing binds port 25 (postfix.service has
+# ConditionPathExists=/etc/postfix/main.cf); the tests run private instances with `postfix -c DIR`.
+echo "postfix postfix/main_mailer_type select No configuration" | "${sudo_cmd[@]}" debconf-set-selections
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

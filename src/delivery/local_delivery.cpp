@@ -47,16 +47,24 @@ std::string header_safe(std::string_view address)
 }
 
 // Whether a Delivered-To: value names `address`; an address without a domain (a user name, as
-// `pigeon deliver -u` has it) matches the local part of a full one.
-bool same_recipient(std::string_view value, std::string_view address)
+// `pigeon deliver -u` has it) matches the local part of a full one, with or without its
+// "+detail" (Postfix's local(8) writes Delivered-To: user+tag@domain for user).
+bool same_recipient(std::string_view value, std::string_view address, std::string_view delimiters)
 {
     const std::string named = header_safe(value);
     if (iequals(named, address)) {
         return true;
     }
     const std::size_t at = named.rfind('@');
-    return address.find('@') == std::string_view::npos && at != std::string::npos &&
-           iequals(std::string_view(named).substr(0, at), address);
+    if (address.find('@') != std::string_view::npos || at == std::string::npos) {
+        return false;
+    }
+    const std::string_view local = std::string_view(named).substr(0, at);
+    if (iequals(local, address)) {
+        return true;
+    }
+    const std::size_t detail = delimiters.empty() ? std::string_view::npos : local.find_first_of(delimiters);
+    return detail != std::string_view::npos && iequals(local.substr(0, detail), address);
 }
 
 // The local part without RFC 5321 quoting ("a b"@x is the user a b).
@@ -185,7 +193,8 @@ Verdicted<void> PendingMessage::flush_head()
             if (iequals(name, "Return-Path")) {
                 add_return_path = false;
             } else if (iequals(name, "Delivered-To") &&
-                       same_recipient(line.substr(colon + 1), m_delivered_to)) {
+                       same_recipient(line.substr(colon + 1), m_delivered_to,
+                                      m_owner.options().recipient_delimiter)) {
                 add_delivered_to = false;
             }
         }

@@ -273,6 +273,12 @@ TEST(LocalDelivery, TraceHeadersTheMessageAlreadyHasAreNotRepeated)
     auto pending = delivery.begin(*recipient, "alice@example.net", TraceHeaders::add_missing);
     ASSERT_TRUE(pending && (*pending)->write(postfix) && (*pending)->commit());
     EXPECT_EQ(stored(), postfix); // "bob" is the local part of the Delivered-To address
+    // ... with a "+detail" too: local(8) writes the address the mail was sent to.
+    const std::string tagged =
+        "Return-Path: <alice@example.net>\nDelivered-To: bob+lists@example.org\nSubject: tag\n\nbody\n";
+    auto tagged_pending = delivery.begin(*recipient, "alice@example.net", TraceHeaders::add_missing);
+    ASSERT_TRUE(tagged_pending && (*tagged_pending)->write(tagged) && (*tagged_pending)->commit());
+    EXPECT_EQ(stored(), tagged);
     // Another recipient's Delivered-To (a forwarded message) and a Return-Path in the body do not count.
     const std::string forwarded = "Delivered-To: carol@example.com\nSubject: fwd\n\nReturn-Path: <x@y>\n";
     ASSERT_TRUE(
