@@ -255,7 +255,7 @@ void read_lmtp(Reader& r, const toml::table& root, Config& config)
     using namespace std::chrono_literals;
     r.known_keys(*t, "lmtp",
                  {"listen", "socket_user", "socket_group", "socket_mode", "max_recipients", "max_connections",
-                  "timeout"});
+                  "timeout", "delivery_threads"});
     r.strings(*t, "lmtp", "listen", config.lmtp.listen);
     for (const auto& entry : config.lmtp.listen) {
         const bool unix_socket = entry.starts_with("unix:/");
@@ -282,6 +282,7 @@ void read_lmtp(Reader& r, const toml::table& root, Config& config)
     r.number(*t, "lmtp", "max_recipients", config.lmtp.max_recipients, 1, 10'000);
     r.number(*t, "lmtp", "max_connections", config.lmtp.max_connections, 1, 100'000);
     r.duration(*t, "lmtp", "timeout", config.lmtp.timeout, 1s, 3600s);
+    r.number(*t, "lmtp", "delivery_threads", config.lmtp.delivery_threads, 1, 256);
 }
 
 void read_sections(Reader& r, const toml::table& root, Config& config, const std::filesystem::path& base)

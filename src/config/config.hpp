@@ -131,7 +131,8 @@ struct Lmtp {
     std::uint32_t socket_mode = 0660;
     std::uint32_t max_recipients = 100;
     std::uint32_t max_connections = 1000;
-    std::chrono::seconds timeout{300}; // any one read or write
+    std::chrono::seconds timeout{300};   // any one read or write
+    std::uint32_t delivery_threads = 16; // deliveries syncing at once (they wait on the disk)
 };
 
 struct Server {

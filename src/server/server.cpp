@@ -211,6 +211,7 @@ Tuning tuning_from(const config::Config& config)
     Tuning tuning;
     tuning.threads = config.server.threads;
     tuning.worker_threads = config.server.worker_threads;
+    tuning.delivery_threads = config.lmtp.delivery_threads;
     tuning.max_connections = config.limits.max_connections;
     tuning.max_connections_per_ip = config.limits.max_connections_per_ip;
     tuning.shutdown_grace = config.limits.shutdown_grace;
@@ -296,7 +297,13 @@ Server::~Server()
     for (auto& listener : m_listeners) {
         listener->close();
     }
+    for (auto& listener : m_lmtp_listeners) {
+        listener->close();
+    }
     m_pool.join();
+    if (m_delivery_pool) {
+        m_delivery_pool->join();
+    }
 }
 
 asio::io_context& Server::next_loop()
@@ -373,9 +380,11 @@ tl::expected<void, std::string> Server::bind_lmtp()
     // A reload replaces the settings and the deliverer for new LMTP connections, as for POP3.
     auto settings = [this] { return m_services.current()->lmtp_settings; };
     auto deliverer = [this] { return m_services.current()->lmtp; };
+    m_delivery_pool =
+        std::make_unique<net::WorkerPool>(std::max<std::uint32_t>(1, m_tuning.delivery_threads));
     for (const auto& spec : m_lmtp_specs) {
         auto listener = net::LmtpListener::open(*m_loops.front(), spec.endpoint, spec.owner, next, settings,
-                                                deliverer, net::LmtpShared{m_pool, *m_log});
+                                                deliverer, net::LmtpShared{*m_delivery_pool, *m_log});
         if (!listener) {
             return tl::unexpected(listener.error());
         }
@@ -514,6 +523,9 @@ void Server::run(bool handle_signals)
         thread.join();
     }
     m_pool.join();
+    if (m_delivery_pool) {
+        m_delivery_pool->join();
+    }
     m_log->info("stopped");
 }
 

@@ -35,6 +35,9 @@ namespace pigeon::server {
 struct Tuning {
     std::uint32_t threads = 0;        // event loops; 0: one per core
     std::uint32_t worker_threads = 0; // 0: one per core, at least 2
+    // LMTP deliveries wait on fsync, not on a CPU: their own pool, wide enough for concurrent
+    // deliveries' syncs to overlap (the disk and the file system batch them).
+    std::uint32_t delivery_threads = 16;
     std::uint32_t max_connections = 10'000;
     std::uint32_t max_connections_per_ip = 50;
     std::chrono::milliseconds shutdown_grace{30'000};
@@ -128,6 +131,7 @@ private:
     std::vector<std::unique_ptr<net::Listener>> m_listeners;
     std::vector<LmtpListenerSpec> m_lmtp_specs;
     std::vector<std::unique_ptr<net::LmtpListener>> m_lmtp_listeners;
+    std::unique_ptr<net::WorkerPool> m_delivery_pool; // made with the first LMTP listener
     std::function<void(Server&)> m_reload;
     std::atomic<bool> m_stopping{false};
     asio::steady_timer* m_wake_stop = nullptr; // the stop sequence's wait, on the first loop
