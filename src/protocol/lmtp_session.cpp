@@ -211,6 +211,7 @@ void LmtpSession::do_lhlo(std::string_view argument)
         refuse(501, "5.5.4", "LHLO needs a host name");
         return;
     }
+    abandon_message();
     reset_transaction();
     m_greeted = true;
     m_bad_commands = 0;
@@ -361,6 +362,7 @@ void LmtpSession::do_bdat(std::string_view argument)
 
 void LmtpSession::do_rset()
 {
+    abandon_message();
     reset_transaction();
     reply(250, "2.0.0", "Ok");
 }
@@ -445,6 +447,14 @@ void LmtpSession::finish_message()
     }
     m_pending = Pending::delivery;
     m_action = lmtp_step::EndMessage{m_message_octets};
+}
+
+void LmtpSession::abandon_message()
+{
+    // Between BDAT chunks a message is begun: RSET or LHLO drops it (RFC 3030 §4).
+    if (m_message_begun && !m_discarding) {
+        m_action = lmtp_step::AbortMessage{LmtpReply{250, "2.0.0", "Transaction reset"}};
+    }
 }
 
 void LmtpSession::reset_transaction()

@@ -69,7 +69,8 @@ struct MessageData {
 struct EndMessage {
     std::uint64_t octets = 0;
 };
-// The message begun will not be delivered (it grew past the size bound): drop what was written.
+// The message begun will not be delivered (it grew past the size bound, or RSET/LHLO came between
+// BDAT chunks): drop what was written.
 // The session answers the client itself.
 struct AbortMessage {
     LmtpReply reason;
@@ -127,6 +128,8 @@ private:
     void finish_message();
     void start_message();
     void reset_transaction();
+    // Hands the driver an AbortMessage for a message begun and not finished (BDAT chunks).
+    void abandon_message();
 
     void reply(const LmtpReply& value);
     void reply(int code, std::string_view enhanced, std::string_view text);

@@ -110,6 +110,29 @@ TEST(Server, StlsDiscardsACommandSentInTheSamePacket)
     EXPECT_TRUE(eventually([&] { return server.log().count("tls=TLSv1.3") >= 1; }));
 }
 
+TEST(Server, TlsDefaultsRefuseOldProtocolsAndWeakCiphers)
+{
+    Fixture f;
+    TestServer server(test_services(f.store, f.passdb, test_tls_context()), test_tuning(),
+                      {net::TlsMode::implicit});
+    const auto handshake = [&server](int min_version, int max_version, const char* ciphers) {
+        TestClient client(server.port());
+        return client.start_tls_offering(min_version, max_version, ciphers);
+    };
+    // The defaults (tls.min_version = TLSv1.2, OpenSSL's cipher list): TLS 1.0 and 1.1 are refused
+    // whatever the suite...
+    EXPECT_FALSE(handshake(TLS1_VERSION, TLS1_VERSION, "ALL:@SECLEVEL=0"));
+    EXPECT_FALSE(handshake(TLS1_1_VERSION, TLS1_1_VERSION, "ALL:@SECLEVEL=0"));
+    // ...and in TLS 1.2, suites without encryption, without authentication, export-grade, RC4,
+    // single DES, 3DES and MD5 ones are never chosen.
+    for (const char* weak : {"eNULL", "aNULL", "EXPORT", "RC4", "DES", "3DES", "MD5", "IDEA", "SEED"}) {
+        EXPECT_FALSE(handshake(TLS1_2_VERSION, TLS1_2_VERSION, weak)) << weak;
+    }
+    // What clients use today works: TLS 1.2 with ECDHE and AES-GCM, and TLS 1.3.
+    EXPECT_TRUE(handshake(TLS1_2_VERSION, TLS1_2_VERSION, "ECDHE-RSA-AES128-GCM-SHA256"));
+    EXPECT_TRUE(handshake(TLS1_3_VERSION, TLS1_3_VERSION, "DEFAULT"));
+}
+
 TEST(Server, ImplicitTlsAndPlaintextPolicy)
 {
     Fixture f;

@@ -356,6 +356,22 @@ bool TestClient::start_tls(const TestCertificate* client_certificate, bool legac
     return SSL_connect(m_ssl) == 1;
 }
 
+bool TestClient::start_tls_offering(int min_version, int max_version, const char* tls12_ciphers)
+{
+    m_ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(m_ctx, SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_security_level(m_ctx, 0);
+    if (SSL_CTX_set_min_proto_version(m_ctx, min_version) != 1 ||
+        SSL_CTX_set_max_proto_version(m_ctx, max_version) != 1 ||
+        SSL_CTX_set_cipher_list(m_ctx, tls12_ciphers) != 1) {
+        return false;
+    }
+    m_ssl = SSL_new(m_ctx);
+    SSL_set_fd(m_ssl, m_fd);
+    SSL_set_tlsext_host_name(m_ssl, "localhost");
+    return SSL_connect(m_ssl) == 1;
+}
+
 std::string TestClient::peer_certificate_der() const
 {
     return m_ssl != nullptr ? tls::certificate_der(m_ssl, false) : std::string();

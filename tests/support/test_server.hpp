@@ -95,6 +95,10 @@ public:
     // presenting `client_certificate` when given. `legacy_tls12` limits it to TLS 1.2 without the
     // extended master secret, a session with no RFC 9266 exporter.
     bool start_tls(const TestCertificate* client_certificate = nullptr, bool legacy_tls12 = false);
+    // A handshake offering only these protocol versions and TLS 1.2 cipher suites (OpenSSL
+    // names), with OpenSSL's security level 0 so that the client side offers even what it would
+    // refuse itself: for tests of what the server accepts.
+    bool start_tls_offering(int min_version, int max_version, const char* tls12_ciphers);
     // The DER certificate the server presented (empty before TLS).
     [[nodiscard]] std::string peer_certificate_der() const;
     [[nodiscard]] bool tls_active() const noexcept { return m_ssl != nullptr; }
