@@ -20,6 +20,8 @@ namespace pigeon::storage {
 namespace {
 
 constexpr std::string_view record_magic = "pigeon-lock 1";
+// What a released lock file holds (an empty file, as older versions left it, is free too).
+constexpr std::string_view free_record = "pigeon-lock free\n";
 constexpr std::size_t max_record = 512;
 
 std::string read_proc_file(const std::string& path)
@@ -154,7 +156,7 @@ enum class Owner {
 Owner owner_of(std::string_view record, const LockIdentity& me,
                std::chrono::system_clock::time_point modified)
 {
-    if (record.empty()) {
+    if (record.empty() || record == free_record) {
         return Owner::none;
     }
     const auto id = parse_record(record);
@@ -312,7 +314,21 @@ void LockRegistry::release(const std::string& lock_path, const MaildropLock* hol
     }
     const auto record = read_record(fd.get());
     if (record && *record == owner_record()) {
-        (void)::ftruncate(fd.get(), 0); // an empty lock file is a free lock
+        // A free lock keeps a few octets (never empty): the next acquire then writes into a block
+        // the file already has, so a full disk does not keep the owner out of the maildrop.
+        if (::pwrite(fd.get(), free_record.data(), free_record.size(), 0) !=
+                static_cast<ssize_t>(free_record.size()) ||
+            ::ftruncate(fd.get(), static_cast<off_t>(free_record.size())) != 0) {
+            (void)::ftruncate(fd.get(), 0); // an empty lock file is a free lock too
+        }
+    }
+}
+
+void LockRegistry::prepare(const std::string& lock_path) noexcept
+{
+    const UniqueFd fd(::open(lock_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (fd.valid() && ::write(fd.get(), free_record.data(), free_record.size()) < 0) {
+        (void)::ftruncate(fd.get(), 0); // a free lock all the same
     }
 }
 

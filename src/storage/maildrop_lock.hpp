@@ -5,7 +5,8 @@
 // Across processes the lock is an owner record in a lock file: boot id, PID namespace, PID and
 // the process's start time, a token of the registry, and the host name. The record is read and
 // written under a brief flock(), so two processes never both take a free lock; a free lock is
-// an empty file. A record whose process is gone (a crash, kill -9, a reboot, a PID reused by
+// "pigeon-lock free" (or an empty file): the file keeps its block, so a full disk does not keep
+// the owner out of the maildrop. A record whose process is gone (a crash, kill -9, a reboot, a PID reused by
 // another program) is stale and taken over, so a crashed server never leaves a maildrop locked.
 // A record that cannot be checked here (another host sharing the mail store, another PID
 // namespace) is honoured while its holder keeps it fresh: refresh() touches every held lock and
@@ -74,6 +75,10 @@ public:
     // errc::maildrop_in_use if another session holds the lock and takeover is false, or if
     // another process holds it.
     [[nodiscard]] Result<std::shared_ptr<MaildropLock>> acquire(const std::string& lock_path, bool takeover);
+
+    // Creates a free lock file if there is none (a new maildrop), so that it has its block before
+    // the disk may fill: see the top of this file. Errors are ignored (acquire() reports them).
+    static void prepare(const std::string& lock_path) noexcept;
 
     // Touches every lock this registry holds (see stale_after). Returns how many were touched.
     std::size_t refresh();

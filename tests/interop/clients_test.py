@@ -57,9 +57,6 @@ import pwd
 import random
 import re
 import shutil
-import signal
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -67,9 +64,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PROCESS_TIMEOUT_S = 60
+from interop_lib import (HOST, Failure, PigeondProcess, first_difference, free_ports,
+                         header_fields, make_cert, maildir_files, message_id, run_bounded, tail,
+                         unverified_tls)
+
+PROCESS_TIMEOUT_S = 60   # also interop_lib.run_bounded's default bound
 START_TIMEOUT_S = 15
-HOST = "127.0.0.1"
 USER, PASSWORD = "alice", "secret"
 CLIENTS = ["curl", "fetchmail", "mpop", "getmail", "openssl"]
 
@@ -264,47 +264,6 @@ def install(maildir: Path, mails: list[Mail]) -> None:
         (maildir / m.folder / (m.base + m.info)).write_bytes(m.data)
 
 
-def maildir_files(maildir: Path) -> dict[str, bytes]:
-    """The messages in a Maildir's new/ and cur/, by base name (file name up to ':')."""
-    found = {}
-    for sub in ("new", "cur"):
-        for p in sorted((maildir / sub).iterdir()):
-            if not p.name.startswith("."):
-                found[p.name.split(":", 1)[0]] = p.read_bytes()
-    return found
-
-
-def message_id(data: bytes) -> bytes | None:
-    found = re.search(rb"^Message-ID:\s*<([^>\r\n]+)>", data, re.IGNORECASE | re.MULTILINE)
-    return found.group(1) if found else None
-
-
-def first_difference(a: bytes, b: bytes) -> str:
-    i = next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    return (f"{len(a)} bytes expected, {len(b)} got; first difference at byte {i}:\n"
-            f"expected ...{a[max(0, i - 40):i + 40]!r}\n"
-            f"got      ...{b[max(0, i - 40):i + 40]!r}")
-
-
-def header_fields(data: bytes) -> list[tuple[str, bytes]]:
-    """The leading header fields of an LF text: (lower-case name, raw bytes with folding)."""
-    fields: list[tuple[str, bytes]] = []
-    pos = 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        end = len(data) if end < 0 else end + 1
-        line = data[pos:end]
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] = (fields[-1][0], fields[-1][1] + line)
-        else:
-            name = re.match(rb"([!-9;-~]+):", line)
-            if name is None:
-                break
-            fields.append((name.group(1).decode().lower(), line))
-        pos = end
-    return fields
-
-
 def drop_fields(data: bytes, names: set[str]) -> bytes:
     """data without the header fields of those names (anywhere in the header section)."""
     fields = header_fields(data)
@@ -370,61 +329,17 @@ def subject_of(m: Mail) -> str:
 # Processes
 
 
-def tail(data: bytes | str, lines: int = 25) -> str:
-    if isinstance(data, bytes):
-        data = data.decode(errors="replace")
-    return "\n".join(data.rstrip("\n").split("\n")[-lines:])
-
-
-def run_bounded(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-                stdin: bytes = b"") -> subprocess.CompletedProcess:
-    """Runs argv with a timeout; on timeout kills its process group; returncode None then."""
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
-    try:
-        out, err = proc.communicate(stdin, timeout=PROCESS_TIMEOUT_S)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)   # our child leads the group: the id is ours
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate()
-        code = None
-        err += f"\n(killed after {PROCESS_TIMEOUT_S} s)".encode()
-    return subprocess.CompletedProcess(argv, code, out, err)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def unverified() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-class Pigeond:
+class Pigeond(PigeondProcess):
     """One pigeond process on its own directory: config, passwd-file, Maildir, log."""
 
     def __init__(self, binary: str, work: Path, cert: Path, key: Path, mails: list[Mail],
                  *, apop: bool = False):
-        self.binary = binary
-        self.work = work
         self.maildir = work / "mail" / USER
-        self.log_path = work / "pigeond.log"
-        self.port, self.tls_port = free_port(), free_port()
-        while self.tls_port == self.port:
-            self.tls_port = free_port()
+        self.port, self.tls_port = free_ports(2)
         work.mkdir(parents=True)
         (work / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::\n")
         install(self.maildir, mails)
-        self.config = work / "pigeond.toml"
-        self.config.write_text(f"""\
+        super().__init__(binary, work, f"""\
 [[listen]]
 address = "{HOST}:{self.port}"
 tls = "starttls"
@@ -457,59 +372,23 @@ shutdown_grace = "1s"
 level = "info"
 destination = "stderr"
 """)
-        self.proc: subprocess.Popen | None = None
-        self.log_file = None
 
-    def start(self) -> str:
+    def start_checked(self) -> str:
         """Starts pigeond and waits until both listeners greet; returns "" or what failed."""
-        self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([self.binary, "--config", str(self.config)], cwd=self.work,
-                                     stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=self.log_file, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        pending = [(self.port, False), (self.tls_port, True)]
-        while pending:
-            if self.proc.poll() is not None:
-                return f"pigeond exited with {self.proc.returncode}:\n{self.log_tail()}"
-            if time.monotonic() > deadline:
-                return f"pigeond did not greet within {START_TIMEOUT_S} s:\n{self.log_tail()}"
-            port, tls = pending[0]
-            try:
-                with socket.create_connection((HOST, port), timeout=2) as raw:
-                    sock = unverified().wrap_socket(raw, server_hostname="localhost") if tls \
-                        else raw
-                    greeting = sock.makefile("rb").readline()
-                    sock.sendall(b"QUIT\r\n")
-                if greeting.startswith(b"+OK"):
-                    pending.pop(0)
-                    continue
-            except OSError:
-                pass
-            time.sleep(0.05)
+        try:
+            self.start(pop3_ports=[self.port], pop3s_ports=[self.tls_port],
+                       timeout=START_TIMEOUT_S)
+        except Failure as failure:
+            return str(failure)
         return ""
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if self.log_file is not None:
-            self.log_file.close()
-            self.log_file = None
-
-    def log_tail(self, lines: int = 25) -> str:
-        if self.log_file is not None:
-            self.log_file.flush()
-        try:
-            return "pigeond's log (tail):\n" + tail(self.log_path.read_bytes(), lines)
-        except OSError:
-            return "(no pigeond log)"
-
     def messages(self) -> dict[str, bytes]:
-        return maildir_files(self.maildir)
+        """The Maildir's messages by base name (file name up to ':'); new/ and cur/ must be
+        there (a missing one is an error, not an empty Maildir)."""
+        for sub in ("new", "cur"):
+            if not (self.maildir / sub).is_dir():
+                raise FileNotFoundError(f"no directory {self.maildir / sub}")
+        return {name.split(":", 1)[0]: data for name, data in maildir_files(self.maildir).items()}
 
 
 # ----------------------------------------------------------------------------------------
@@ -543,7 +422,7 @@ class Test:
         work = self.root / name
         self.server = Pigeond(self.args.pigeond, work, self.cert, self.key, self.mails, apop=apop)
         try:
-            failure = self.server.start()
+            failure = self.server.start_checked()
             self.report.require(not failure, f"{name}: pigeond starts and greets on both ports",
                                 failure)
             body(work)
@@ -714,7 +593,7 @@ class Test:
 
         p = poplib.POP3(HOST, s.port, timeout=PROCESS_TIMEOUT_S)
         try:
-            p.stls(unverified())
+            p.stls(unverified_tls())
             capa = p.capa()
             self.check("STLS" not in capa, "poplib STLS: no STLS in CAPA once in TLS", repr(capa))
             p.user(USER)
@@ -731,7 +610,7 @@ class Test:
         # POP3_SSL: DELE then RSET commits nothing; DELE without QUIT commits nothing;
         # DELE then QUIT removes the files.
         doomed = [n for n, m in number_to_mail.items() if m.key in ("m04", "m07")]
-        p = poplib.POP3_SSL(HOST, s.tls_port, context=unverified(), timeout=PROCESS_TIMEOUT_S)
+        p = poplib.POP3_SSL(HOST, s.tls_port, context=unverified_tls(), timeout=PROCESS_TIMEOUT_S)
         try:
             p.user(USER)
             p.pass_(PASSWORD)
@@ -742,7 +621,7 @@ class Test:
         finally:
             p.close()
         self.server_keeps_all("poplib POP3_SSL DELE, RSET, QUIT")
-        p = poplib.POP3_SSL(HOST, s.tls_port, context=unverified(), timeout=PROCESS_TIMEOUT_S)
+        p = poplib.POP3_SSL(HOST, s.tls_port, context=unverified_tls(), timeout=PROCESS_TIMEOUT_S)
         try:
             p.user(USER)
             p.pass_(PASSWORD)
@@ -753,7 +632,7 @@ class Test:
             p.close()   # no QUIT: RFC 1939 §6, nothing may be removed
         time.sleep(0.3)
         self.server_keeps_all("poplib POP3_SSL DELE, then the connection closes without QUIT")
-        p = poplib.POP3_SSL(HOST, s.tls_port, context=unverified(), timeout=PROCESS_TIMEOUT_S)
+        p = poplib.POP3_SSL(HOST, s.tls_port, context=unverified_tls(), timeout=PROCESS_TIMEOUT_S)
         try:
             p.user(USER)
             p.pass_(PASSWORD)
@@ -959,13 +838,10 @@ def main() -> int:
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="pigeon-clients-"))
     try:
-        cert, key = root / "cert.pem", root / "key.pem"
-        made = run_bounded(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                            "-days", "2", "-subj", "/CN=localhost",
-                            "-addext", "subjectAltName=DNS:localhost",
-                            "-keyout", str(key), "-out", str(cert)])
-        if made.returncode != 0:
-            print(f"FAIL: openssl req: {made.stderr.decode(errors='replace')}")
+        try:
+            cert, key = make_cert(root, "cert", cn="localhost", ip=None)
+        except Failure as failure:
+            print(f"FAIL: {failure}")
             return 1
         test = Test(args, root, cert, key)
         test.main()

@@ -19,34 +19,14 @@ import argparse
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from interop_lib import free_port, stop_process, wait_for_greeting
+
 TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.settimeout(5)
-                if s.recv(100).startswith(b"+OK"):
-                    return True
-        except OSError:
-            time.sleep(0.05)  # readiness poll, bounded by the deadline
-    return False
 
 
 def main() -> int:
@@ -100,7 +80,7 @@ service pop3-login {{
 }}
 """)
         proc = subprocess.Popen([dovecot, "-F", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        if not wait_for_port(port, proc, 20):
+        if not wait_for_greeting(port, proc, 20):
             print("FAIL Dovecot did not start:", (work / "dovecot.log").read_text() if (work / "dovecot.log").exists()
                   else proc.stderr.read().decode() if proc.poll() is not None else "(no greeting)")
             return 1
@@ -121,13 +101,8 @@ service pop3-login {{
                 failures.append(mechanism)
                 print(good.stdout + good.stderr + bad.stdout + bad.stderr)
     finally:
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=TIMEOUT_S)
+        if proc is not None:
+            stop_process(proc, TIMEOUT_S)
         if failures and (work / "dovecot.log").exists():
             print((work / "dovecot.log").read_text()[-3000:])
         shutil.rmtree(work, ignore_errors=True)

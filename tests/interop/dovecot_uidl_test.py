@@ -33,12 +33,13 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import interop_lib
 
 DEFAULT_DOVECOT_POP3 = "/usr/lib/dovecot/pop3"
 PROCESS_TIMEOUT_S = 60
@@ -55,25 +56,11 @@ class TestFailure(Exception):
 
 def run_bounded(argv: list[str], *, stdin: bytes, env: dict[str, str], cwd: Path,
                 what: str) -> subprocess.CompletedProcess:
-    """Runs argv to completion with a timeout; on timeout kills its whole process group."""
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=cwd,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(stdin, timeout=PROCESS_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        # The group is still led by our child, so its id cannot belong to anyone else.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
+    """interop_lib.run_bounded, where a timeout (its process group killed) is a TestFailure."""
+    cp = interop_lib.run_bounded(argv, timeout=PROCESS_TIMEOUT_S, stdin=stdin, env=env, cwd=cwd)
+    if cp.returncode is None:
         raise TestFailure(f"{what} did not finish within {PROCESS_TIMEOUT_S} s: {argv}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    return cp
 
 
 # ----------------------------------------------------------------------------------------

@@ -42,7 +42,6 @@ import json
 import os
 import pwd
 import random
-import re
 import shutil
 import signal
 import socket
@@ -54,16 +53,15 @@ import threading
 import time
 from pathlib import Path
 
+import interop_lib
+from interop_lib import (HOST, Failure, describe, first_difference, free_ports, maildir_files,
+                         make_cert, message_id, stop_process, wait_for_greeting)
+
 PROCESS_TIMEOUT_S = 60
 START_TIMEOUT_S = 20
-HOST = "127.0.0.1"
 USER, PASSWORD = "alice", "secret"
 IMAP_USER, IMAP_PASSWORD = "bob", "hunter2"
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN", "USER", "APOP"]
-
-
-class Failure(Exception):
-    """A test case failed; the message says how."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -129,21 +127,10 @@ def mailbox() -> dict[str, bytes]:
     return mails
 
 
-def message_id(data: bytes) -> str | None:
-    found = re.search(rb"^Message-ID:\s*<([^>\n]+)>", data, re.IGNORECASE | re.MULTILINE)
-    return found.group(1).decode() if found else None
-
-
-def maildir_files(maildir: Path) -> list[bytes]:
-    """The messages in a Maildir's new/ and cur/ (none if it does not exist)."""
-    return [p.read_bytes() for sub in ("new", "cur") if (maildir / sub).is_dir()
-            for p in sorted((maildir / sub).iterdir()) if not p.name.startswith(".")]
-
-
-def first_difference(a: bytes, b: bytes) -> str:
-    i = next((n for n, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    return (f"{len(a)} bytes expected, {len(b)} got; first difference at byte {i}:\n"
-            f"  expected ...{a[max(0, i - 40):i + 40]!r}\n  got      ...{b[max(0, i - 40):i + 40]!r}")
+def message_id_text(data: bytes) -> str | None:
+    """The Message-ID (without <>) as text, as the mailbox is keyed."""
+    mid = message_id(data)
+    return mid.decode() if mid is not None else None
 
 
 def strip_received(data: bytes) -> bytes:
@@ -159,9 +146,9 @@ def strip_received(data: bytes) -> bytes:
 def check_delivered(target: Path, mails: dict[str, bytes]) -> None:
     """Every message delivered to target exactly once, identical after its Received: field."""
     seen: dict[str, int] = {}
-    for data in maildir_files(target):
+    for data in maildir_files(target).values():
         body = strip_received(data)
-        mid = message_id(body)
+        mid = message_id_text(body)
         if mid not in mails:
             raise Failure(f"a delivered message with an unknown Message-ID {mid!r}: {body[:200]!r}")
         if body != mails[mid]:
@@ -183,45 +170,9 @@ def wire_octets(data: bytes) -> int:
 
 
 def run_bounded(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Runs argv with a timeout; on timeout kills its process group; returncode None then."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=PROCESS_TIMEOUT_S)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)   # our child leads the group: the id is ours
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate(timeout=PROCESS_TIMEOUT_S)
-        code = None
-        err += f"\n(killed after {PROCESS_TIMEOUT_S} s)".encode()
-    return subprocess.CompletedProcess(argv, code, out, err)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_greeting(port: int, proc: subprocess.Popen, seconds: float, tls: bool = False,
-                      greeting: bytes = b"+OK") -> bool:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection((HOST, port), timeout=1) as raw:
-                raw.settimeout(5)
-                s = context.wrap_socket(raw) if tls else raw
-                if s.recv(100).startswith(greeting):
-                    return True
-        except OSError:
-            time.sleep(0.05)  # readiness poll, bounded by the deadline
-    return False
+    """interop_lib.run_bounded with stdin on /dev/null and this test's bound; returncode None
+    after a timeout."""
+    return interop_lib.run_bounded(argv, timeout=PROCESS_TIMEOUT_S, stdin=None, env=env)
 
 
 class Dovecot:
@@ -229,9 +180,7 @@ class Dovecot:
         self.work = work
         self.maildir = work / "mail" / USER
         self.log = work / "dovecot.log"
-        self.port, self.tls_port, self.imaps_port = free_port(), free_port(), free_port()
-        while len({self.port, self.tls_port, self.imaps_port}) != 3:
-            self.tls_port, self.imaps_port = free_port(), free_port()
+        self.port, self.tls_port, self.imaps_port = free_ports(3)
         owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
         (work / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::\n"
                                     f"{IMAP_USER}:{{PLAIN}}{IMAP_PASSWORD}::::\n")
@@ -300,7 +249,7 @@ service imap-login {{
                                       greeting=b"* OK"))
 
     def messages(self) -> list[bytes]:
-        return maildir_files(self.maildir)
+        return list(maildir_files(self.maildir).values())
 
     def log_tail(self, lines: int = 30) -> str:
         text = "".join(p.read_text(errors="replace") for p in (self.log, self.work / "dovecot.stderr")
@@ -308,13 +257,7 @@ service imap-login {{
         return "\n".join(text.rstrip("\n").split("\n")[-lines:])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=PROCESS_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=PROCESS_TIMEOUT_S)
+        stop_process(self.proc, PROCESS_TIMEOUT_S)
 
 
 
@@ -442,17 +385,12 @@ class Test:
                 report = summary[0]
             except ValueError as error:
                 raise Failure(f"`{' '.join(argv)}`: no JSON summary on stdout ({error})\n"
-                              + self.describe(proc)) from None
+                              + describe(proc)) from None
         return proc, report
-
-    def describe(self, proc: subprocess.CompletedProcess) -> str:
-        return (f"command: {' '.join(proc.args)}\nexit: {proc.returncode}\n"
-                f"stdout: {proc.stdout.decode(errors='replace')[-3000:]}\n"
-                f"stderr: {proc.stderr.decode(errors='replace')[-3000:]}")
 
     def expect(self, ok: bool, what: str, proc: subprocess.CompletedProcess | None = None) -> None:
         if not ok:
-            raise Failure(what + ("\n" + self.describe(proc) if proc is not None else ""))
+            raise Failure(what + ("\n" + describe(proc) if proc is not None else ""))
 
     def expect_fetched(self, what: str, proc: subprocess.CompletedProcess, report: dict,
                        target: Path, mechanism: str | None = None) -> None:
@@ -471,7 +409,7 @@ class Test:
         try:
             check_delivered(target, self.mails)
         except Failure as failure:
-            raise Failure(f"{what}: {failure}\n{self.describe(proc)}") from None
+            raise Failure(f"{what}: {failure}\n{describe(proc)}") from None
 
     def expect_refused(self, what: str, proc: subprocess.CompletedProcess, report: dict,
                        target: Path, code: int, outcome: str) -> None:
@@ -675,7 +613,7 @@ class Test:
             self.expect(b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b""),
                         f"{what}: an APPENDed message is not in CRLF form", proc)
             body = strip_received(data.replace(b"\r\n", b"\n"))
-            mid = message_id(body)
+            mid = message_id_text(body)
             self.expect(mid in self.mails, f"{what}: unknown Message-ID {mid!r}", proc)
             if body != self.mails[mid]:
                 raise Failure(f"{what}: {mid} differs: " + first_difference(self.mails[mid], body))
@@ -795,13 +733,14 @@ def main() -> int:
     dovecot = None
     passed = 0
     try:
-        cert, key = work / "cert.pem", work / "key.pem"
-        made = run_bounded(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-                            "-keyout", str(key), "-out", str(cert)])
+        try:
+            cert, key = make_cert(work, "cert", cn="localhost", ip=None)
+        except Failure as failure:
+            print(f"FAIL: {failure}")
+            return 1
         printed = run_bounded(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)])
-        if made.returncode != 0 or printed.returncode != 0:
-            print(f"FAIL: openssl: {(made.stderr + printed.stderr).decode(errors='replace')}")
+        if printed.returncode != 0:
+            print(f"FAIL: openssl: {printed.stderr.decode(errors='replace')}")
             return 1
         fingerprint = printed.stdout.decode().strip().split("=", 1)[1].upper()
         mails = mailbox()

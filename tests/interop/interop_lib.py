@@ -2,9 +2,10 @@
 
 Bounded child processes (a timeout, then SIGKILL to the child's own process group), free
 loopback ports, a self-signed certificate made with `openssl`, polling with a deadline, Maildir
-and header-section readers, a byte-level difference for failure messages, and PigeondProcess:
-pigeond started from its own directory with a pigeond.toml the test writes, waited for until its
-listeners answer, and stopped by its PID.
+and header-section readers, a byte-level difference for failure messages, greeting probes (plain
+or TLS) and a wait for a server process's greeting, a stop by PID (SIGTERM, then SIGKILL), and
+PigeondProcess: pigeond started from its own directory with a pigeond.toml the test writes,
+waited for until its listeners answer, and stopped by its PID.
 
 The tests import it from their own directory (`python3 tests/interop/X.py` puts tests/interop/
 first on sys.path).
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -172,18 +175,46 @@ def message_id(data: bytes) -> bytes | None:
 
 
 # ----------------------------------------------------------------------------------------
-# pigeond
+# Server processes: greetings, stopping, pigeond
 
 
-def _greets(port: int, prefix: bytes) -> bool:
+def greets(port: int, prefix: bytes = b"+OK", *, tls: bool = False) -> bool:
+    """Whether a connection to `port` is greeted with a line starting with `prefix` (read
+    through TLS, unverified, when `tls`); QUIT is sent after it."""
     try:
-        with socket.create_connection((HOST, port), timeout=2) as s:
-            s.settimeout(2)
-            line = s.makefile("rb").readline(512)
-            s.sendall(b"QUIT\r\n")
-            return line.startswith(prefix)
+        with socket.create_connection((HOST, port), timeout=2) as raw:
+            raw.settimeout(2)
+            with (unverified_tls().wrap_socket(raw, server_hostname="localhost") if tls
+                  else raw) as s:
+                line = s.makefile("rb").readline(512)
+                s.sendall(b"QUIT\r\n")
+                return line.startswith(prefix)
     except OSError:
         return False
+
+
+def wait_for_greeting(port: int, proc: subprocess.Popen, seconds: float, *, tls: bool = False,
+                      greeting: bytes = b"+OK") -> bool:
+    """Whether `proc`'s listener on `port` greets (see greets) within `seconds`; False as soon
+    as `proc` has exited."""
+    try:
+        wait_until(lambda: proc.poll() is not None or greets(port, greeting, tls=tls), seconds,
+                   f"a greeting on port {port}", 0.05)
+    except Failure:
+        return False
+    return proc.poll() is None
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> int | None:
+    """SIGTERM to `proc` by its PID, then SIGKILL after `timeout` s; returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    return proc.returncode
 
 
 class PigeondProcess:
@@ -199,10 +230,11 @@ class PigeondProcess:
         self.proc: subprocess.Popen | None = None
         self._log = None
 
-    def start(self, *, pop3_ports: list[int] = (), lmtp_ports: list[int] = (),
-              unix_sockets: list[Path] = (), timeout: float = 20) -> None:
-        """Starts pigeond; returns once each POP3 port greets +OK, each LMTP port 220 and
-        each Unix socket exists (Failure with the log otherwise)."""
+    def start(self, *, pop3_ports: list[int] = (), pop3s_ports: list[int] = (),
+              lmtp_ports: list[int] = (), unix_sockets: list[Path] = (),
+              timeout: float = 20) -> None:
+        """Starts pigeond; returns once each POP3 port greets +OK (each implicit-TLS one through
+        TLS), each LMTP port 220 and each Unix socket exists (Failure with the log otherwise)."""
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.binary, "--config", str(self.config)], cwd=self.work,
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
@@ -211,8 +243,9 @@ class PigeondProcess:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise Failure(f"pigeond exited with {self.proc.returncode}:\n{self.log_tail()}")
-            return (all(_greets(p, b"+OK") for p in pop3_ports)
-                    and all(_greets(p, b"220 ") for p in lmtp_ports)
+            return (all(greets(p, b"+OK") for p in pop3_ports)
+                    and all(greets(p, b"+OK", tls=True) for p in pop3s_ports)
+                    and all(greets(p, b"220 ") for p in lmtp_ports)
                     and all(s.exists() for s in unix_sockets))
 
         try:
@@ -230,13 +263,8 @@ class PigeondProcess:
 
     def stop(self) -> int | None:
         """SIGTERM to its PID, then SIGKILL after 10 s; returns the exit status."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc, 10)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -248,3 +276,26 @@ def unverified_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def run_checks(name: str, prefix: str, keep: bool, body: Callable[[Path], list[str]],
+               errors: tuple[type[BaseException], ...] = (Failure,)) -> int:
+    """Runs body(work) in a fresh temporary directory and prints its checks TAP-style:
+    "ok N - what" for each line it returns and "PASS: NAME (...)", or "FAIL: why". Returns the
+    exit status. The directory is removed afterwards unless `keep`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    started = time.monotonic()
+    try:
+        done = body(work)
+    except errors as failure:
+        print("FAIL: " + str(failure).replace("\n", "\n    "))
+        return 1
+    finally:
+        if keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    for n, what in enumerate(done, start=1):
+        print(f"ok {n} - {what}")
+    print(f"PASS: {name} ({len(done)} checks, {time.monotonic() - started:.1f} s)")
+    return 0

@@ -26,35 +26,17 @@ from __future__ import annotations
 import argparse
 import os
 import poplib
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-HOST = "127.0.0.1"
+from interop_lib import HOST, Failure, PigeondProcess, expect, free_ports, run_checks
+
 START_TIMEOUT_S = 20
 IO_TIMEOUT_S = 30
 USERS = {"alice": "", "bob": "", "carol": "userdb_quota_rule=*:messages=2"}
 PASSWORD = "secret"
-
-
-class Failure(Exception):
-    """A check failed; the message says how."""
-
-
-def expect(ok: bool, what: str) -> None:
-    if not ok:
-        raise Failure(what)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Lmtp:
@@ -115,17 +97,13 @@ class Lmtp:
         self.sock.close()
 
 
-class Pigeond:
+class Pigeond(PigeondProcess):
     def __init__(self, binary: str, work: Path) -> None:
-        self.binary = binary
-        self.work = work
-        self.pop3_port, self.lmtp_port = free_port(), free_port()
-        while self.lmtp_port == self.pop3_port:
-            self.lmtp_port = free_port()
+        self.pop3_port, self.lmtp_port = free_ports(2)
         self.socket = work / "run" / "lmtp.sock"
         (work / "users").write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}::::::{extra}\n"
                                             for u, extra in USERS.items()))
-        (work / "pigeond.toml").write_text(f"""\
+        super().__init__(binary, work, f"""\
 [[listen]]
 address = "{HOST}:{self.pop3_port}"
 tls = "none"
@@ -151,43 +129,16 @@ max_message_size = "1M"
 [limits]
 shutdown_grace = "1s"
 """)
-        self.log_path = work / "pigeond.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([binary, "--config", str(work / "pigeond.toml")], cwd=work,
-                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-                                     start_new_session=True)
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            expect(self.proc.poll() is None, f"pigeond exited: {self.log_tail()}")
-            try:
-                with socket.create_connection((HOST, self.lmtp_port), timeout=2) as s:
-                    if s.makefile("rb").readline().startswith(b"220 ") and self.socket.exists():
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)  # readiness poll, bounded by the deadline
-        raise Failure(f"pigeond did not start: {self.log_tail()}")
+        self.start(lmtp_ports=[self.lmtp_port], unix_sockets=[self.socket],
+                   timeout=START_TIMEOUT_S)
 
     def maildir(self, user: str) -> list[bytes]:
+        """Every file in the user's new/ and cur/, dot files included (a stray one is a bug)."""
         base = self.work / "mail" / user
         return [p.read_bytes() for sub in ("new", "cur") if (base / sub).is_dir()
                 for p in sorted((base / sub).iterdir())]
-
-    def log_tail(self) -> str:
-        self.log.flush()
-        return self.log_path.read_bytes().decode(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
 
 
 def message(subject: str, body: bytes = b"") -> bytes:
@@ -343,23 +294,8 @@ def main() -> int:
     parser.add_argument("--pigeond", required=True)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="pigeon-lmtp-"))
-    started = time.monotonic()
-    try:
-        done = run(os.path.abspath(args.pigeond), work)
-    except Failure as failure:
-        print("FAIL: " + str(failure).replace("\n", "\n    "))
-        return 1
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    for n, what in enumerate(done, start=1):
-        print(f"ok {n} - {what}")
-    print(f"PASS: interop.lmtp ({len(done)} checks, {time.monotonic() - started:.1f} s)")
-    return 0
-
+    return run_checks("interop.lmtp", "pigeon-lmtp-", args.keep,
+                      lambda work: run(os.path.abspath(args.pigeond), work))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -63,6 +63,7 @@ Result<void> ensure_maildir(const std::string& root)
             return made;
         }
     }
+    LockRegistry::prepare(root + "/" + maildir_lock_file);
     return {};
 }
 
