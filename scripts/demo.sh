@@ -160,6 +160,9 @@ path = "users.db"
 mechanisms = ["PLAIN", "LOGIN"]   # SCRAM needs users stored with SCRAM-SHA-256 hashes
 plaintext = "loopback"
 
+[lmtp]                            # mail in, as Postfix hands it over
+listen = ["127.0.0.1:1024"]
+
 [log]
 level = "info"
 destination = "stderr"
@@ -181,6 +184,8 @@ Try it from another terminal:
   $bin/pigeon/pigeon fetch --host 127.0.0.1 --port 1995 --user demo --ca-file $demo/cert.pem \\
       --password-command 'echo demo' --deliver-to maildir:$demo/fetched --state-file $demo/fetch.state
                                                                   # download them all into a Maildir
+  swaks --server 127.0.0.1:1024 --protocol LMTP --from me@example.org --to demo@localhost
+                                                                  # deliver a new one over LMTP
 Ctrl-C stops the server.
 
 EOF_HELP
