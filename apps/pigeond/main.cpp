@@ -164,6 +164,14 @@ static int run(int argc, char** argv)
             if (!same_listeners) {
                 restart_only.emplace_back("[[listen]]");
             }
+            const auto& lmtp_then = first.lmtp;
+            const auto& lmtp_now = fresh->lmtp;
+            if (lmtp_now.listen != lmtp_then.listen || lmtp_now.socket_user != lmtp_then.socket_user ||
+                lmtp_now.socket_group != lmtp_then.socket_group ||
+                lmtp_now.socket_mode != lmtp_then.socket_mode ||
+                lmtp_now.delivery_threads != lmtp_then.delivery_threads) {
+                restart_only.emplace_back("lmtp.listen/socket_*/delivery_threads");
+            }
             if (!restart_only.empty()) {
                 running.log().warn("reload: changes to {} take effect at the next restart",
                                    fmt::join(restart_only, ", "));

@@ -323,8 +323,7 @@ public:
             set += fmt::format("{}{}", set.empty() ? "" : ",", uid);
         }
         answer.clear();
-        if (command(m_target.mailbox_url, fmt::format("UID FETCH {} (RFC822.SIZE)", set), answer) !=
-            CURLE_OK) {
+        if (command(m_target.mailbox_url, fmt::format("FETCH {} (RFC822.SIZE)", set), answer) != CURLE_OK) {
             return tl::unexpected(
                 fmt::format("IMAP target {}: FETCH failed: {}", describe(), m_error.data()));
         }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -83,6 +84,7 @@ public:
 
     void abort()
     {
+        m_aborted = true; // no new input is read; a commit in progress still sends its replies
         asio::post(m_socket.get_executor(), [self = shared_from_this()] {
             self->m_end_reason = "shutdown";
             std::error_code ec;
@@ -124,6 +126,7 @@ private:
     std::uint64_t m_timer_generation = 0;
     std::string m_peer;
     std::string m_end_reason = "disconnected";
+    std::atomic<bool> m_aborted{false};
     std::unique_ptr<LmtpDelivery> m_delivery;
     std::string m_buffer;
     std::uint64_t m_delivered = 0;
@@ -203,6 +206,9 @@ asio::awaitable<void> LmtpConnection::serve()
                               replies_text(replies));
             session.on_message_delivered(std::move(replies));
         } else if (std::holds_alternative<protocol::lmtp_step::NeedInput>(step)) {
+            if (m_aborted) {
+                break; // stopping: what was committed has had its replies
+            }
             arm();
             auto [ec, n] = co_await m_socket.async_read_some(asio::buffer(input), nothrow);
             disarm();
@@ -405,6 +411,19 @@ asio::awaitable<void> LmtpListener::run()
         }
         Socket socket(std::move(accepted));
         auto settings = m_settings();
+        auto deliverer = m_deliverer();
+        if (!settings || !deliverer) {
+            // A reload took [lmtp] away while its listeners run (they move only with a restart).
+            m_shared.log.error(
+                "lmtp {}: no [lmtp] in the running configuration: refusing (restart pigeond to "
+                "close the listener)",
+                m_endpoint.text);
+            const std::string unavailable = "421 4.3.0 LMTP is not configured here, try again later\r\n";
+            std::error_code ignored;
+            asio::write(socket, asio::buffer(unavailable), ignored);
+            socket.close(ignored);
+            continue;
+        }
         std::string peer = m_endpoint.unix_socket ? std::string("local") : peer_text(socket);
         if (m_registry->size() >= settings->max_connections) {
             m_shared.log.warn("lmtp {}: {} connections: refusing one more", m_endpoint.text,
@@ -415,7 +434,7 @@ asio::awaitable<void> LmtpListener::run()
             socket.close(ignored);
             continue;
         }
-        auto connection = std::make_shared<LmtpConnection>(std::move(socket), settings, m_deliverer(),
+        auto connection = std::make_shared<LmtpConnection>(std::move(socket), settings, std::move(deliverer),
                                                            m_shared, m_registry, std::move(peer));
         m_registry->add(connection);
         asio::co_spawn(loop, LmtpConnection::run(std::move(connection)), asio::detached);

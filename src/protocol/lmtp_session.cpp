@@ -280,6 +280,11 @@ void LmtpSession::do_rcpt(std::string_view argument)
         refuse(503, "5.5.1", "MAIL first");
         return;
     }
+    if (m_message_begun) {
+        // Between BDAT chunks the message already has its recipients.
+        refuse(503, "5.5.1", "RCPT after BDAT");
+        return;
+    }
     if (!take_keyword(argument, "TO:")) {
         refuse(501, "5.5.4", "Syntax: RCPT TO:<address>");
         return;

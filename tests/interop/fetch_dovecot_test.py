@@ -652,6 +652,13 @@ class Test:
                                timeout=PROCESS_TIMEOUT_S) as imap:
             imap.login(IMAP_USER, IMAP_PASSWORD)
             self.expect(imap.create("Crash")[0] == "OK", "imaplib: cannot create the Crash mailbox")
+            # Two messages appended and expunged first: in the mailbox, UIDs and message
+            # sequence numbers then differ, as in any mailbox with a history.
+            for i in range(2):
+                imap.append("Crash", None, None, f"Subject: gone {i}\r\n\r\nx\r\n".encode())
+            imap.select("Crash")
+            imap.store("1:*", "+FLAGS", "\\Deleted")
+            self.expect(imap.expunge()[0] == "OK", "imaplib: cannot expunge the Crash mailbox")
         state, _ = self.fresh("imap-crash")
         config = state.parent / "fetch.toml"
         config.write_text(f"""[account.crash]

@@ -254,6 +254,21 @@ TEST_F(LmtpServer, ASilentClientIsDisconnectedAfterTheTimeout)
     EXPECT_TRUE(eventually([&] { return server.log().count("timed out") == 1; }));
 }
 
+TEST_F(LmtpServer, AReloadWithoutLmtpRefusesWithoutCrashing)
+{
+    TestServer server(services(), test_tuning(), {net::TlsMode::none}, tcp());
+    // SIGHUP with [lmtp] removed: the listener stays (it moves only with a restart) but has
+    // nothing to deliver with.
+    auto without = test_services(std::make_shared<storage::MemoryMaildropStore>(),
+                                 std::make_shared<auth::MemoryPassDb>());
+    server.server().replace_services(without, test_tuning());
+    TestClient client(server.lmtp_port());
+    EXPECT_EQ(client.line(), "421 4.3.0 LMTP is not configured here, try again later\r\n");
+    EXPECT_TRUE(client.eof());
+    EXPECT_TRUE(
+        eventually([&] { return server.log().count("no [lmtp] in the running configuration") == 1; }));
+}
+
 TEST_F(LmtpServer, ConnectionsPastTheBoundAreRefused)
 {
     net::LmtpSettings settings;
