@@ -250,7 +250,10 @@ def check_size_limit(world: World) -> None:
     check(code == EX_OK, f"40 MB message: exit {code}, {stderr!r}")
     stored = [content for name, content in world.messages("alice") if name not in names][0]
     check(stored == b"Return-Path: <x@y>\nDelivered-To: alice\n" + big, "40 MB message stored differently")
-    check(0 < max_rss_kib < 30 * 1024, f"pigeon deliver grew to {max_rss_kib} KiB for a 40 MB message")
+    # Under AddressSanitizer the same stream peaks near 95 MB (the allocator keeps freed pieces
+    # and adds its shadow memory); the real bound is checked on the plain build.
+    bound_kib = (128 if getattr(world, "sanitized", False) else 30) * 1024
+    check(0 < max_rss_kib < bound_kib, f"pigeon deliver grew to {max_rss_kib} KiB for a 40 MB message")
     print(f"ok size limit: 77, 5.3.4; 40 MB streamed in {max_rss_kib} KiB")
 
 
@@ -279,11 +282,14 @@ def check_usage_and_configuration(world: World) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pigeon", required=True, help="the pigeon command-line tool")
+    parser.add_argument("--sanitized", action="store_true",
+                        help="pigeon is an ASan build: its allocator and shadow memory inflate RSS")
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
         with tempfile.TemporaryDirectory(prefix="pigeon-deliver-") as directory:
             world = World(args.pigeon, Path(directory))
+            world.sanitized = args.sanitized
             check_normal(world)
             check_postfix_input(world)
             check_octets_as_given(world)
