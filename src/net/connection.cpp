@@ -56,43 +56,6 @@ std::string random_id()
 
 } // namespace
 
-// --- ConnectionRegistry --------------------------------------------------------------------
-
-void ConnectionRegistry::add(const std::shared_ptr<Connection>& connection)
-{
-    const std::lock_guard guard(m_mutex);
-    m_connections.emplace(connection.get(), connection);
-}
-
-void ConnectionRegistry::remove(const Connection* connection)
-{
-    const std::lock_guard guard(m_mutex);
-    m_connections.erase(connection);
-}
-
-std::size_t ConnectionRegistry::abort_all()
-{
-    std::vector<std::shared_ptr<Connection>> live;
-    {
-        const std::lock_guard guard(m_mutex);
-        for (const auto& [key, weak] : m_connections) {
-            if (auto connection = weak.lock()) {
-                live.push_back(std::move(connection));
-            }
-        }
-    }
-    for (const auto& connection : live) {
-        connection->abort();
-    }
-    return live.size();
-}
-
-std::size_t ConnectionRegistry::size() const
-{
-    const std::lock_guard guard(m_mutex);
-    return m_connections.size();
-}
-
 // --- LoginDelayTracker ---------------------------------------------------------------------
 
 bool LoginDelayTracker::admit(const std::string& user, std::chrono::seconds delay, Clock::time_point now)

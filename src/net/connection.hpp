@@ -17,6 +17,7 @@
 #include "auth/passdb.hpp"
 #include "auth/throttle.hpp"
 #include "net/connection_limits.hpp"
+#include "net/registry.hpp"
 #include "net/worker_pool.hpp"
 #include "protocol/server_session.hpp"
 #include "storage/maildrop.hpp"
@@ -93,19 +94,8 @@ struct ServerCounters {
 
 class Connection;
 
-// The live connections, so that a shutdown can end them.
-class ConnectionRegistry {
-public:
-    void add(const std::shared_ptr<Connection>& connection);
-    void remove(const Connection* connection);
-    // Asks every live connection to end (on its own event loop); returns how many there were.
-    std::size_t abort_all();
-    [[nodiscard]] std::size_t size() const;
-
-private:
-    mutable std::mutex m_mutex;
-    std::unordered_map<const Connection*, std::weak_ptr<Connection>> m_connections;
-};
+// The live POP3 connections, so that a shutdown can end them.
+using ConnectionRegistry = Registry<Connection>;
 
 // RFC 2449 §6.5 LOGIN-DELAY, enforced: a user who logged in less than `delay` ago is refused
 // with [LOGIN-DELAY]. Memory: one entry per user seen within the delay (older ones are pruned).

@@ -235,43 +235,6 @@ asio::awaitable<void> LmtpConnection::serve()
                       m_delivered);
 }
 
-// --- registry -------------------------------------------------------------------------------
-
-void LmtpRegistry::add(const std::shared_ptr<LmtpConnection>& connection)
-{
-    const std::lock_guard guard(m_mutex);
-    m_connections[connection.get()] = connection;
-}
-
-void LmtpRegistry::remove(const LmtpConnection* connection)
-{
-    const std::lock_guard guard(m_mutex);
-    m_connections.erase(connection);
-}
-
-std::size_t LmtpRegistry::abort_all()
-{
-    std::vector<std::shared_ptr<LmtpConnection>> live;
-    {
-        const std::lock_guard guard(m_mutex);
-        for (const auto& [key, weak] : m_connections) {
-            if (auto connection = weak.lock()) {
-                live.push_back(std::move(connection));
-            }
-        }
-    }
-    for (const auto& connection : live) {
-        connection->abort();
-    }
-    return live.size();
-}
-
-std::size_t LmtpRegistry::size() const
-{
-    const std::lock_guard guard(m_mutex);
-    return m_connections.size();
-}
-
 // --- endpoints and the listener ---------------------------------------------------------------
 
 tl::expected<LmtpEndpoint, std::string> parse_lmtp_endpoint(const std::string& text)

@@ -11,6 +11,7 @@
 // - Connections are bounded (`max_connections`); one over it gets 421 4.3.2 and a close.
 #pragma once
 
+#include "net/registry.hpp"
 #include "net/worker_pool.hpp"
 #include "protocol/lmtp_session.hpp"
 
@@ -81,17 +82,7 @@ struct LmtpShared {
 class LmtpConnection;
 
 // The live connections of a listener (shared with them, so either may go first).
-class LmtpRegistry {
-public:
-    void add(const std::shared_ptr<LmtpConnection>& connection);
-    void remove(const LmtpConnection* connection);
-    std::size_t abort_all();
-    [[nodiscard]] std::size_t size() const;
-
-private:
-    mutable std::mutex m_mutex;
-    std::unordered_map<const LmtpConnection*, std::weak_ptr<LmtpConnection>> m_connections;
-};
+using LmtpRegistry = Registry<LmtpConnection>;
 
 // "unix:/run/pigeon/lmtp" or "127.0.0.1:24" / "[::1]:24".
 // NOLINTNEXTLINE(bugprone-exception-escape): asio's generic endpoint is built only from valid endpoints here
