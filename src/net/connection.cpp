@@ -1,6 +1,7 @@
 #include "net/connection.hpp"
 
 #include "core/base64.hpp"
+#include "core/crash_point.hpp"
 #include "core/error.hpp"
 #include "protocol/dot_stuffer.hpp"
 #include "sasl/scram_endpoint.hpp"
@@ -596,6 +597,7 @@ asio::awaitable<void> Connection::commit(protocol::ServerSession& session,
         return storage::commit_with_retention(*maildrop, marked, retrieved, now, expire_days);
     };
     auto committed = co_await m_shared.pool.run(std::move(commit_them));
+    crash_point("pop3-quit", "committed"); // deleted, the client not yet told
     if (committed) {
         m_deleted += static_cast<std::uint32_t>(deletions);
         if (*committed > 0) {

@@ -1,5 +1,7 @@
 #include "net/lmtp_server.hpp"
 
+#include "core/crash_point.hpp"
+
 #include <arpa/inet.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -201,6 +203,7 @@ asio::awaitable<void> LmtpConnection::serve()
                 return delivery ? delivery->commit() : std::vector<protocol::LmtpReply>{};
             };
             auto replies = co_await m_shared.pool.run(std::move(commit_it));
+            crash_point("lmtp", "committed"); // stored, the MTA not yet told
             ++m_delivered;
             m_shared.log.info("lmtp: {}: message of {} octets: {}", m_peer, end->octets,
                               replies_text(replies));

@@ -1,5 +1,7 @@
 #include "storage/fs_util.hpp"
 
+#include "core/crash_point.hpp"
+
 #include <cerrno>
 #include <chrono>
 #include <fcntl.h>
@@ -57,11 +59,14 @@ Result<void> write_file_atomically(const std::string& path, std::string_view con
     if (!fd.valid()) {
         return fail(last_errno());
     }
+    crash_point("atomic-file", "write");
     auto written = write_all(fd.get(), content);
+    crash_point("atomic-file", "fsync");
     if (written && ::fsync(fd.get()) != 0) {
         written = fail(last_errno());
     }
     fd.reset();
+    crash_point("atomic-file", "rename");
     if (written && ::rename(temporary.c_str(), path.c_str()) != 0) {
         written = fail(last_errno());
     }
@@ -69,6 +74,7 @@ Result<void> write_file_atomically(const std::string& path, std::string_view con
         ::unlink(temporary.c_str());
         return written;
     }
+    crash_point("atomic-file", "dir-fsync");
     return fsync_directory(directory);
 }
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from interop_lib import (HOST, Failure, PigeondProcess, expect, free_ports,  # noqa: E402
-                         run_bounded, run_checks)
+                         plain_config, run_bounded, run_checks)
 
 IO_TIMEOUT_S = 30
 TMPFS_SIZE = "3m"
@@ -108,28 +108,7 @@ def run(pigeond_binary: str, pigeon_binary: str, work: Path) -> list[str]:
     try:
         (work / "users").write_text("alice:{PLAIN}secret::::::\n")
         pop3_port, lmtp_port = free_ports(2)
-        config = f"""\
-[[listen]]
-address = "{HOST}:{pop3_port}"
-tls = "none"
-
-[storage]
-driver = "maildir"
-location = "mail/%u"
-
-[passdb]
-driver = "passwd-file"
-path = "users"
-
-[auth]
-plaintext = "always"
-
-[lmtp]
-listen = ["{HOST}:{lmtp_port}"]
-
-[limits]
-shutdown_grace = "1s"
-"""
+        config = plain_config(pop3_port, lmtp_port=lmtp_port)
         pigeond = PigeondProcess(pigeond_binary, work, config)
         pigeond.start(pop3_ports=[pop3_port], lmtp_ports=[lmtp_port])
 

@@ -217,6 +217,33 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10) -> int | None:
     return proc.returncode
 
 
+def plain_config(pop3_port: int, *, lmtp_port: int | None = None,
+                 storage: str = 'driver = "maildir"\nlocation = "mail/%u"',
+                 users: str = "users", extra: str = "") -> str:
+    """A pigeond.toml for a test: plain POP3 on `pop3_port` (and LMTP on `lmtp_port`), the
+    passwd-file `users`, plaintext logins allowed, a one-second shutdown grace; `storage` is the
+    body of [storage]; `extra` is appended as is."""
+    lmtp = f'\n[lmtp]\nlisten = ["{HOST}:{lmtp_port}"]\n' if lmtp_port is not None else ""
+    return f"""\
+[[listen]]
+address = "{HOST}:{pop3_port}"
+tls = "none"
+
+[storage]
+{storage}
+
+[passdb]
+driver = "passwd-file"
+path = "{users}"
+
+[auth]
+plaintext = "always"
+{lmtp}
+[limits]
+shutdown_grace = "1s"
+{extra}"""
+
+
 class PigeondProcess:
     """pigeond run from `work` with the pigeond.toml text the test gives (relative paths in it
     are relative to `work`); stdout and stderr go to work/pigeond.log."""

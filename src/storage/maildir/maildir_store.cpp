@@ -1,5 +1,6 @@
 #include "storage/maildir/maildir_store.hpp"
 
+#include "core/crash_point.hpp"
 #include "core/strings.hpp"
 #include "protocol/dot_stuffer.hpp"
 #include "storage/fs_util.hpp"
@@ -457,6 +458,7 @@ public:
                 removed[index.value] = true; // already gone: another reader deleted it
                 continue;
             }
+            crash_point("maildir-commit", "unlink");
             if (::unlinkat(dir_fds[static_cast<std::size_t>(location->first)].get(), location->second.c_str(),
                            0) != 0 &&
                 errno != ENOENT) {
@@ -467,6 +469,7 @@ public:
         }
         // The unlinks are durable only once the directories are.
         for (const auto& fd : dir_fds) {
+            crash_point("maildir-commit", "dir-fsync");
             if (!fd.valid() || ::fsync(fd.get()) != 0) {
                 all_removed = false;
             }
@@ -598,6 +601,7 @@ public:
         if (m_failed) {
             return fail(errc::delivery_temporary_failure);
         }
+        crash_point("maildir-deliver", "write");
         if (auto written = write_all(m_fd.get(), bytes); !written) {
             m_failed = true;
             return fail(errc::delivery_temporary_failure);
@@ -614,17 +618,20 @@ public:
         }
         // maildir(5): the data is on disk before the name appears in new/; the name is on disk
         // before we report success.
+        crash_point("maildir-deliver", "fsync");
         if (::fsync(m_fd.get()) != 0 || ::close(m_fd.release()) != 0) {
             m_failed = true;
             return fail(errc::delivery_temporary_failure);
         }
         const std::string final_base = fmt::format("{},S={},W={}", m_base, m_disk_octets, m_counter.finish());
         const std::string final_path = m_root + "/new/" + final_base;
+        crash_point("maildir-deliver", "rename");
         if (::rename(tmp_path().c_str(), final_path.c_str()) != 0) {
             m_failed = true;
             return fail(errc::delivery_temporary_failure);
         }
         m_committed = true;
+        crash_point("maildir-deliver", "dir-fsync");
         if (!fsync_directory(m_root + "/new")) {
             // The message may not survive a crash; say so, and let the MTA deliver again (a
             // duplicate is better than a loss). Remove our copy so a retry does not double it.

@@ -1,5 +1,6 @@
 #include "storage/mbox/mbox_journal.hpp"
 
+#include "core/crash_point.hpp"
 #include "core/strings.hpp"
 #include "storage/fs_util.hpp"
 
@@ -92,6 +93,7 @@ public:
     explicit Steps(const RewriteContext& context) : m_context(context) {}
     void operator()(std::string_view step) const
     {
+        crash_point("mbox", step);
         if (m_context.hooks != nullptr && m_context.hooks->before_io_step) {
             m_context.hooks->before_io_step(step);
         }

@@ -1,5 +1,6 @@
 #include "storage/mbox/mbox_store.hpp"
 
+#include "core/crash_point.hpp"
 #include "storage/fs_util.hpp"
 #include "storage/maildrop_lock.hpp"
 #include "storage/mbox/mbox_index.hpp"
@@ -13,9 +14,11 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
+#include <optional>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <unordered_set>
@@ -321,6 +324,145 @@ private:
 
 // --- delivery ----------------------------------------------------------------------------------
 
+// A delivery that takes more than one write announces itself first in an "append mark" file:
+//   pigeon-mbox-append 1 <device> <inode> <mbox size before> <entry octets> <head octets>\n<head>
+// where the head is what the entry starts with (the blank line it may add, and its From_ line).
+// Whoever locks the mbox next settles a mark a crash left: the entry is whole (its octets are all
+// there and hold no From_ line but its own), so the mark goes; the mbox still ends inside the
+// entry with nothing after it but its own octets, so it is cut back to its size before; anything
+// else (another program appended after a remnant, or the file was replaced) leaves the mbox alone
+// and the mark set aside ("<mark>.set-aside"), for a human.
+constexpr std::string_view append_mark_magic = "pigeon-mbox-append 1 ";
+constexpr std::size_t max_append_mark_octets = 4096;
+
+Result<void> write_append_mark(const std::string& path, int mbox_fd, std::uint64_t original_size,
+                               std::uint64_t entry_octets, std::string_view head)
+{
+    struct stat st {};
+    if (::fstat(mbox_fd, &st) != 0) {
+        return fail(last_errno());
+    }
+    return write_file_atomically(path,
+                                 fmt::format("{}{} {} {} {} {}\n{}", append_mark_magic, st.st_dev, st.st_ino,
+                                             original_size, entry_octets, head.size(), head));
+}
+
+struct AppendMark {
+    std::uint64_t device = 0;
+    std::uint64_t inode = 0;
+    std::uint64_t original_size = 0;
+    std::uint64_t entry_octets = 0;
+    std::string head;
+};
+
+std::optional<AppendMark> parse_append_mark(std::string_view text)
+{
+    if (!text.starts_with(append_mark_magic)) {
+        return std::nullopt;
+    }
+    text.remove_prefix(append_mark_magic.size());
+    const auto newline = text.find('\n');
+    if (newline == std::string_view::npos) {
+        return std::nullopt;
+    }
+    std::array<std::uint64_t, 5> fields{};
+    std::string_view line = text.substr(0, newline);
+    for (auto& field : fields) {
+        const auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), field);
+        if (ec != std::errc()) {
+            return std::nullopt;
+        }
+        line.remove_prefix(static_cast<std::size_t>(end - line.data()));
+        if (!line.empty() && line.front() == ' ') {
+            line.remove_prefix(1);
+        }
+    }
+    const std::string_view head = text.substr(newline + 1);
+    if (!line.empty() || head.size() != fields[4] || head.empty() || fields[3] < head.size()) {
+        return std::nullopt;
+    }
+    return AppendMark{fields[0], fields[1], fields[2], fields[3], std::string(head)};
+}
+
+// Under the mbox lock (see above).
+Result<void> settle_append(int mbox_fd, const std::string& mark_path)
+{
+    auto text = read_small_file(mark_path, max_append_mark_octets);
+    if (!text) {
+        if (text.error() == std::error_code(ENOENT, std::system_category())) {
+            return {};
+        }
+        return fail(text.error());
+    }
+    const auto set_aside = [&mark_path]() -> Result<void> {
+        if (::rename(mark_path.c_str(), (mark_path + ".set-aside").c_str()) != 0) {
+            return fail(last_errno());
+        }
+        return {};
+    };
+    const auto mark = parse_append_mark(*text);
+    struct stat st {};
+    if (::fstat(mbox_fd, &st) != 0) {
+        return fail(last_errno());
+    }
+    if (!mark || mark->device != static_cast<std::uint64_t>(st.st_dev) ||
+        mark->inode != static_cast<std::uint64_t>(st.st_ino)) {
+        return set_aside();
+    }
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    const std::uint64_t end = std::min(size, mark->original_size + mark->entry_octets);
+    // Is what follows the old end this entry (its head, then no other From_ line)?
+    bool ours = size > mark->original_size;
+    std::uint32_t from_lines = 0;
+    std::vector<char> buffer(std::size_t{64} * 1024);
+    int matched = 0; // octets of "From " matched at the start of the current line; -1: none
+    for (std::uint64_t at = mark->original_size; ours && at < end;) {
+        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), end - at));
+        auto count = mbox::pread_full(mbox_fd, buffer.data(), want, at);
+        if (!count) {
+            return fail(count.error());
+        }
+        if (*count != want) {
+            return fail(errc::maildrop_unavailable);
+        }
+        for (std::size_t i = 0; i < want; ++i) {
+            const std::uint64_t position = at + i - mark->original_size;
+            const char c = buffer[i];
+            if (position < mark->head.size() && c != mark->head[static_cast<std::size_t>(position)]) {
+                ours = false; // not even our head: someone else's mail (or nothing of ours)
+                break;
+            }
+            if (matched >= 0 && c == "From "[static_cast<std::size_t>(matched)]) {
+                if (++matched == 5) {
+                    ++from_lines;
+                    matched = -1;
+                }
+            } else {
+                matched = -1;
+            }
+            if (c == '\n') {
+                matched = 0;
+            }
+        }
+        at += want;
+    }
+    if (size <= mark->original_size) {
+        // Nothing of the entry was written (or the mbox was cut since): nothing to settle.
+    } else if (!ours || from_lines != 1) {
+        return set_aside();
+    } else if (size < mark->original_size + mark->entry_octets) {
+        crash_point("mbox-settle", "truncate");
+        if (::ftruncate(mbox_fd, static_cast<off_t>(mark->original_size)) != 0) {
+            return fail(last_errno());
+        }
+        if (auto synced = mbox::fsync_file(mbox_fd); !synced) {
+            return synced;
+        }
+    }
+    ::unlink(mark_path.c_str());
+    return {};
+}
+
 // The message is quoted into a nameless spool file as it arrives, so the mbox is locked only for
 // the final copy, never while a slow client sends it.
 Result<UniqueFd> open_spool(const std::string& directory)
@@ -421,6 +563,9 @@ private:
             !replayed) {
             return fail(replayed.error());
         }
+        if (auto settled = settle_append(fd->get(), m_paths.append_mark); !settled) {
+            return fail(settled.error());
+        }
         struct stat st {};
         if (::fstat(fd->get(), &st) != 0) {
             return fail(last_errno());
@@ -447,6 +592,7 @@ private:
         head += m_from_line;
 
         const std::string_view tail = trimmed ? "\n\n" : "\n"; // (the added LF and) the separator
+        bool marked_append = false;
         auto appended = [&]() -> Result<void> {
             std::uint64_t offset = original_size;
             if (m_spool_octets <= read_chunk_octets) {
@@ -463,14 +609,25 @@ private:
                     return fail(errc::delivery_temporary_failure);
                 }
                 entry += tail;
+                crash_point("mbox-deliver", "write");
                 if (auto written = mbox::pwrite_all(fd->get(), entry, offset); !written) {
                     return written;
                 }
+                crash_point("mbox-deliver", "fsync");
                 if (auto synced = mbox::fsync_file(fd->get()); !synced) {
                     return synced;
                 }
                 return original_size == 0 ? fsync_directory(directory_of(m_paths.mbox)) : Result<void>{};
             }
+            // More than one write: a crash could leave a From_ line and part of a message, so
+            // the append is announced first and the next locker cuts such a remnant off.
+            const std::uint64_t entry_octets = head.size() + m_spool_octets + tail.size();
+            if (auto marked =
+                    write_append_mark(m_paths.append_mark, fd->get(), original_size, entry_octets, head);
+                !marked) {
+                return marked;
+            }
+            marked_append = true;
             if (auto written = mbox::pwrite_all(fd->get(), head, offset); !written) {
                 return written;
             }
@@ -486,6 +643,7 @@ private:
                 if (*count != want) {
                     return fail(errc::delivery_temporary_failure);
                 }
+                crash_point("mbox-deliver", "write");
                 if (auto written = mbox::pwrite_all(fd->get(), std::string_view(buffer.data(), want), offset);
                     !written) {
                     return written;
@@ -497,6 +655,7 @@ private:
             if (auto written = mbox::pwrite_all(fd->get(), tail, offset); !written) {
                 return written;
             }
+            crash_point("mbox-deliver", "fsync");
             if (auto synced = mbox::fsync_file(fd->get()); !synced) {
                 return synced;
             }
@@ -506,6 +665,14 @@ private:
         }();
         if (!appended) {
             roll_back(fd->get(), original_size);
+        }
+        if (marked_append) {
+            // Whole and synced, or rolled back: the mark has nothing left to settle. Its removal
+            // need not be durable (a mark that outlives it finds the append whole).
+            crash_point("mbox-deliver", "unmark");
+            ::unlink(m_paths.append_mark.c_str());
+        }
+        if (!appended) {
             return fail(appended.error());
         }
 
@@ -559,6 +726,7 @@ Result<MboxPaths> MboxStore::paths(std::string_view user) const
         paths.index = prefix + ".pigeon-index";
         paths.session_lock = prefix + ".pigeon-pop3.lock";
         paths.journal = prefix + ".pigeon-journal";
+        paths.append_mark = prefix + ".pigeon-append";
         paths.retrieval_record = prefix + ".pigeon-retrieved";
     } else {
         auto directory = expand_path_template(m_options.index_directory_template, user);
@@ -569,6 +737,7 @@ Result<MboxPaths> MboxStore::paths(std::string_view user) const
         paths.index = paths.index_directory + "/pigeon-index";
         paths.session_lock = paths.index_directory + "/pigeon-pop3.lock";
         paths.journal = paths.index_directory + "/pigeon-journal";
+        paths.append_mark = paths.index_directory + "/pigeon-append";
         paths.retrieval_record = paths.index_directory + "/pigeon-retrieved";
     }
     return paths;
@@ -604,7 +773,8 @@ Result<std::unique_ptr<Maildrop>> MboxStore::open(std::string_view user)
                         ? lock.error()
                         : make_error_code(errc::maildrop_unavailable));
     }
-    if (!mbox::replay_journal(rewrite_context(fd->get(), *paths, m_options, &*lock))) {
+    if (!mbox::replay_journal(rewrite_context(fd->get(), *paths, m_options, &*lock)) ||
+        !settle_append(fd->get(), paths->append_mark)) {
         return fail(errc::maildrop_unavailable);
     }
     auto index = mbox::sync_index(fd->get(), paths->index, mbox::SyncOptions{});

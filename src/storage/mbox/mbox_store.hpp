@@ -66,6 +66,7 @@ struct MboxPaths {
     std::string index;
     std::string session_lock;
     std::string journal;
+    std::string append_mark;      // a large delivery in progress (see mbox_store.cpp)
     std::string retrieval_record; // EXPIRE's first retrievals (storage/retention.hpp)
 };
 

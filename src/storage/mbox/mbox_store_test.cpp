@@ -981,5 +981,108 @@ TEST_F(MboxCrashTest, JournalOfAReplacedMboxIsSetAside)
     EXPECT_TRUE(set_aside);
 }
 
+// --- large deliveries cut short (the append mark) ------------------------------------------------
+
+class MboxAppendMarkTest : public MboxTest {
+protected:
+    [[nodiscard]] fs::path mark_path() const { return m_root / ".alice.pigeon-append"; }
+    // The mark a delivery of `entry_octets` starting with `head` writes before its first write.
+    void write_mark(std::uint64_t original_size, std::uint64_t entry_octets, std::string_view entry_head)
+    {
+        struct stat st {};
+        ASSERT_EQ(::stat(mbox_path().c_str(), &st), 0);
+        write_file(mark_path(), "pigeon-mbox-append 1 " + std::to_string(st.st_dev) + " " +
+                                    std::to_string(st.st_ino) + " " + std::to_string(original_size) + " " +
+                                    std::to_string(entry_octets) + " " + std::to_string(entry_head.size()) +
+                                    "\n" + std::string(entry_head));
+    }
+    static constexpr std::string_view head = "From pigeon@example.org  Mon Jan  1 00:00:09 2024\n";
+};
+
+TEST_F(MboxAppendMarkTest, ARemnantOfALargeDeliveryIsCutOffByTheNextLocker)
+{
+    deliver("Subject: one\n\nbody\n");
+    const std::string before = read_file(mbox_path());
+    write_mark(before.size(), 300000, head);
+    append_file(mbox_path(), std::string(head) + "Subject: big\n\n" + std::string(5000, 'x'));
+
+    auto maildrop = open();
+    ASSERT_TRUE(maildrop);
+    EXPECT_EQ(maildrop->message_count(), 1U);
+    EXPECT_EQ(read_file(mbox_path()), before);
+    EXPECT_FALSE(fs::exists(mark_path()));
+}
+
+TEST_F(MboxAppendMarkTest, ADeliveryCutShortIsSettledBeforeTheNextOne)
+{
+    deliver("Subject: one\n\nbody\n");
+    const std::string before = read_file(mbox_path());
+    write_mark(before.size(), 300000, head);
+    append_file(mbox_path(), head); // only its From_ line: an empty message if left
+
+    deliver("Subject: two\n\nbody\n");
+    auto maildrop = open();
+    ASSERT_TRUE(maildrop);
+    ASSERT_EQ(maildrop->message_count(), 2U);
+    EXPECT_EQ(read_message(*maildrop, 1), "Subject: two\n\nbody\n");
+    EXPECT_FALSE(fs::exists(mark_path()));
+}
+
+TEST_F(MboxAppendMarkTest, AWholeDeliveryIsKeptWithMailAppendedAfterIt)
+{
+    deliver("Subject: one\n\nbody\n");
+    const std::string before = read_file(mbox_path());
+    const std::string entry = std::string(head) + "Subject: big\n\n" + std::string(5000, 'x') + "\n\n";
+    write_mark(before.size(), entry.size(), head);
+    append_file(mbox_path(), entry + postfix_entry("Subject: later\n\nhi\n", 3));
+    const std::string all = read_file(mbox_path());
+
+    auto maildrop = open();
+    ASSERT_TRUE(maildrop);
+    EXPECT_EQ(maildrop->message_count(), 3U);
+    EXPECT_EQ(read_file(mbox_path()), all);
+    EXPECT_FALSE(fs::exists(mark_path()));
+}
+
+TEST_F(MboxAppendMarkTest, MailAppendedAfterARemnantIsLeftAloneAndTheMarkSetAside)
+{
+    deliver("Subject: one\n\nbody\n");
+    const std::string before = read_file(mbox_path());
+    write_mark(before.size(), 300000, head);
+    append_file(mbox_path(),
+                std::string(head) + "Subject: big\n\nxxx\n\n" + postfix_entry("Subject: later\n\nhi\n", 3));
+    const std::string all = read_file(mbox_path());
+
+    auto maildrop = open();
+    ASSERT_TRUE(maildrop);
+    EXPECT_EQ(maildrop->message_count(), 3U); // nothing removed that is not surely ours
+    EXPECT_EQ(read_file(mbox_path()), all);
+    EXPECT_FALSE(fs::exists(mark_path()));
+    EXPECT_TRUE(fs::exists(mark_path().string() + ".set-aside"));
+}
+
+TEST_F(MboxAppendMarkTest, AMarkWithoutItsHeadLeavesWhatFollowsAlone)
+{
+    deliver("Subject: one\n\nbody\n");
+    const std::string before = read_file(mbox_path());
+    write_mark(before.size(), 300000, head); // the crash came before the first write
+    append_file(mbox_path(), postfix_entry("Subject: later\n\nhi\n", 3));
+    const std::string all = read_file(mbox_path());
+
+    auto maildrop = open();
+    ASSERT_TRUE(maildrop);
+    EXPECT_EQ(maildrop->message_count(), 2U);
+    EXPECT_EQ(read_file(mbox_path()), all);
+}
+
+TEST_F(MboxAppendMarkTest, ALargeDeliveryLeavesNoMark)
+{
+    deliver("Subject: big\n\n" + std::string(200000, 'y') + "\n");
+    EXPECT_FALSE(fs::exists(mark_path()));
+    auto maildrop = open();
+    ASSERT_TRUE(maildrop);
+    EXPECT_EQ(maildrop->message_count(), 1U);
+}
+
 } // namespace
 } // namespace pigeon::storage
