@@ -38,6 +38,9 @@ namespace event = protocol::event;
 // A listing (UIDL, LIST, CAPA) longer than this is an attack, not a mailbox: at most 512 octets
 // each, it bounds the memory a hostile server can make the client hold to about 1 GB.
 constexpr std::size_t max_listing_lines = 2'000'000;
+// ...and its text is bounded as well, to 512 octets a line on average: a line may be as long as
+// max_response_line_octets (8 KiB), and 2,000,000 of those would be 16 GB.
+constexpr std::size_t max_listing_octets = max_listing_lines * 512;
 
 // The unique-ids made from headers for a server without UIDL.
 constexpr std::string_view header_uid_prefix = "pigeon-hdr-";
@@ -327,8 +330,12 @@ private:
         m_session.send_sasl_response(line);
     }
 
+    // The next event: a reply, a listing line, a piece of a message. `timeout` bounds the wait
+    // for it as a whole, not only each read: a server that drips a line that never ends, a byte
+    // at a time, would otherwise hold the client for ever (each read returns within the timeout).
     Step<ClientEvent> next()
     {
+        const auto deadline = Transport::Clock::now() + m_account.timeout;
         for (;;) {
             if (m_session.has_output()) {
                 if (auto sent = m_transport.write_all(m_session.take_output(), m_account.timeout); !sent) {
@@ -352,7 +359,12 @@ private:
                 }
                 return std::move(*ev);
             }
-            auto bytes = m_transport.read_some(std::size_t{64} * 1024, m_account.timeout);
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Transport::Clock::now());
+            if (left.count() <= 0) {
+                return tl::unexpected(Failure{Outcome::temporary, "timed out waiting for the server"});
+            }
+            auto bytes = m_transport.read_some(std::size_t{64} * 1024, left);
             if (!bytes) {
                 return tl::unexpected(Failure{Outcome::temporary, bytes.error().message});
             }
@@ -387,6 +399,7 @@ private:
             return tl::unexpected(*reply);
         }
         std::vector<std::string> lines;
+        std::size_t octets = 0;
         for (;;) {
             auto ev = next();
             if (!ev) {
@@ -400,6 +413,12 @@ private:
                     return tl::unexpected(
                         Failure{Outcome::protocol,
                                 fmt::format("the server's listing exceeds {} lines", max_listing_lines)});
+                }
+                octets += line->text.size();
+                if (octets > max_listing_octets) {
+                    return tl::unexpected(
+                        Failure{Outcome::protocol,
+                                fmt::format("the server's listing exceeds {} octets", max_listing_octets)});
                 }
                 lines.push_back(std::move(line->text));
             }
@@ -1286,6 +1305,32 @@ Step<void> Driver::transfer()
     // Groups are committed on a second thread while the next messages arrive: the network and
     // the disk work at the same time. One group in flight; the next waits for it.
     Committer committer;
+    // A failure ends the transfer (a cut connection, a timeout, a broken protocol), but the
+    // messages already received whole are stored and recorded first, as a group is whenever no
+    // more messages are on the way: a server that fails on one message must not cost the ones
+    // before it (they would be downloaded again, and again, from a server that always fails
+    // there). The message being received is abandoned (its file is removed).
+    const auto give_up = [&](Failure failure) -> Step<void> {
+        transfer.current.reset();
+        if (committer.busy()) {
+            committer.wait();
+        }
+        for (auto& done : committer.take_finished()) {
+            if (done.fatal) {
+                return tl::unexpected(*done.fatal);
+            }
+            apply(std::move(done), transfer);
+        }
+        if (!transfer.batch.empty()) {
+            Committed last = commit_group(messages, std::move(transfer.batch), transfer.now);
+            transfer.batch.clear();
+            if (last.fatal) {
+                return tl::unexpected(*last.fatal);
+            }
+            apply(std::move(last), transfer);
+        }
+        return tl::unexpected(std::move(failure));
+    };
     for (;;) {
         for (auto& done : committer.take_finished()) {
             if (done.fatal) {
@@ -1326,27 +1371,27 @@ Step<void> Driver::transfer()
         fill_window(messages, transfer);
         auto ev = next();
         if (!ev) {
-            return tl::unexpected(ev.error());
+            return give_up(ev.error());
         }
         if (const auto* reply = std::get_if<event::Status>(&*ev)) {
             if (transfer.outstanding.empty()) {
-                return tl::unexpected(Failure{Outcome::protocol, "the server answered a command never sent"});
+                return give_up(Failure{Outcome::protocol, "the server answered a command never sent"});
             }
             on_status(reply->reply, messages, transfer);
         } else if (const auto* data = std::get_if<event::BodyData>(&*ev)) {
             if (!transfer.receiving) {
-                return tl::unexpected(Failure{Outcome::protocol, "message data out of turn"});
+                return give_up(Failure{Outcome::protocol, "message data out of turn"});
             }
             if (auto taken = on_body(data->bytes, messages, transfer); !taken) {
-                return taken;
+                return give_up(taken.error());
             }
         } else if (std::holds_alternative<event::End>(*ev)) {
             if (!transfer.receiving || transfer.outstanding.empty()) {
-                return tl::unexpected(Failure{Outcome::protocol, "end of a message out of turn"});
+                return give_up(Failure{Outcome::protocol, "end of a message out of turn"});
             }
             on_end(messages, transfer);
         } else {
-            return tl::unexpected(Failure{Outcome::protocol, "unexpected event from the server"});
+            return give_up(Failure{Outcome::protocol, "unexpected event from the server"});
         }
     }
     return finish();

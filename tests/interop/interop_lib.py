@@ -54,13 +54,17 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
 
 
 def run_bounded(argv: list[str], *, timeout: float = 60, stdin: bytes | None = b"",
-                env: dict[str, str] | None = None, cwd: str | Path | None = None
+                env: dict[str, str] | None = None, cwd: str | Path | None = None,
+                on_pid: Callable[[int | None], None] | None = None
                 ) -> subprocess.CompletedProcess:
     """Runs argv with a timeout; on timeout kills its process group (the child leads it, so
-    the id is ours) and returns returncode None with a note on stderr."""
+    the id is ours) and returns returncode None with a note on stderr. `on_pid` is told the
+    child's PID once it runs and None once it has ended (to watch it meanwhile)."""
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
                             start_new_session=True)
+    if on_pid is not None:
+        on_pid(proc.pid)
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
         code: int | None = proc.returncode
@@ -71,7 +75,10 @@ def run_bounded(argv: list[str], *, timeout: float = 60, stdin: bytes | None = b
             pass
         out, err = proc.communicate(timeout=30)
         code = None
-        err += f"\n(killed after {timeout} s)".encode()
+        err += f"\n(killed after {timeout:g} s)".encode()
+    finally:
+        if on_pid is not None:
+            on_pid(None)
     return subprocess.CompletedProcess(argv, code, out, err)
 
 
