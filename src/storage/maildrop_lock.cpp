@@ -245,10 +245,14 @@ const std::string& LockRegistry::owner_record()
 
 Result<std::shared_ptr<MaildropLock>> LockRegistry::acquire(const std::string& lock_path, bool takeover)
 {
+    // Declared before the guard, so destroyed after it: if the session holding `current` ends
+    // meanwhile, this is the last reference, and ~MaildropLock calls release(), which takes
+    // m_mutex. Destroyed under the guard it deadlocked the whole server (scripts/tsan-load).
+    std::shared_ptr<MaildropLock> current;
     const std::lock_guard guard(m_mutex);
     auto found = m_held.find(lock_path);
     if (found != m_held.end()) {
-        auto current = found->second.lock();
+        current = found->second.lock();
         if (current && !takeover) {
             return fail(errc::maildrop_in_use);
         }
@@ -296,12 +300,15 @@ Result<std::shared_ptr<MaildropLock>> LockRegistry::acquire(const std::string& l
 
 void LockRegistry::release(const std::string& lock_path, const MaildropLock* holder)
 {
+    // Before the guard, as in acquire(): the session that took the lock over may end meanwhile,
+    // leaving `current` its last reference, whose destructor calls release() again.
+    std::shared_ptr<MaildropLock> current;
     const std::lock_guard guard(m_mutex);
     const auto found = m_held.find(lock_path);
     if (found == m_held.end()) {
         return;
     }
-    const auto current = found->second.lock();
+    current = found->second.lock();
     // A revoked holder leaves the lock to the session that took it over. While the current
     // holder is being destroyed its weak_ptr has already expired.
     if (current && current.get() != holder) {

@@ -3,13 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -68,6 +72,55 @@ TEST(MaildropLock, OtherProcessesAreExcluded)
     int status = 0;
     ASSERT_EQ(::waitpid(child, &status, 0), child);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    std::filesystem::remove(path);
+}
+
+// Found by scripts/tsan-load (a whole pigeond hung): when the session holding a lock ended while
+// a new login of the same user was inside acquire(), acquire() held the last reference and
+// destroyed it under its own mutex; ~MaildropLock calls release(), which took the mutex again.
+// Two threads take the lock over from each other and drop theirs at once, in a child process so
+// that a deadlock is a failed test, not a hung suite.
+TEST(MaildropLock, ASessionEndingDuringATakeoverDoesNotDeadlock)
+{
+    const auto path = lock_path("race");
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        LockRegistry registry;
+        std::atomic<unsigned> sink{0};
+        auto churn = [&registry, &path, &sink](unsigned seed) {
+            std::minstd_rand random(seed);
+            for (int round = 0; round < 20'000; ++round) {
+                auto lock = registry.acquire(path, true);
+                if (!lock) {
+                    ::_exit(2);
+                }
+                // Hold it a random few microseconds, so that its end falls now and then inside
+                // the other thread's acquire() (without this the old code passed; with it, it
+                // deadlocked in two runs of three).
+                for (unsigned spin = random() % 4096; spin > 0; --spin) {
+                    sink.fetch_add(1, std::memory_order_relaxed);
+                }
+            } // each lock ends here
+        };
+        std::thread other(churn, 1U);
+        churn(2U);
+        other.join();
+        ::_exit(registry.held() == 0 ? 0 : 3);
+    }
+    int status = 0;
+    pid_t done = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while ((done = ::waitpid(child, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (done == 0) {
+        ::kill(child, SIGKILL);
+        ::waitpid(child, &status, 0);
+        ADD_FAILURE() << "acquire() and a session's end deadlocked";
+    } else {
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+    }
     std::filesystem::remove(path);
 }
 
