@@ -30,6 +30,7 @@ packages=(
   postfix swaks         # Postfix in front of pigeond's LMTP and `pigeon deliver`; swaks sends over SMTP
                         # (tests/interop/postfix_e2e_test.py runs its own instance: no system service)
   dovecot-lmtpd         # Dovecot's LMTP, the peer of bench/lmtp_vs_dovecot.py
+  valgrind              # memcheck over the client (scripts/valgrind-client)
 )
 
 missing=()
