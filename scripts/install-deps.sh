@@ -26,6 +26,7 @@ packages=(
   nlohmann-json3-dev    # JSON for OAuth bearer tokens: JWT headers, claims, JWK Sets (src/auth/jwt_validator)
   libcurl4-openssl-dev  # pigeon fetch's IMAP target: APPEND through libcurl (src/client/imap_sink)
   libgmime-3.0-dev      # pigeon ls / pigeon show: MIME and RFC 2047 (src/client/mail_reader)
+  libseccomp-dev        # pigeond confines its system calls after start-up (src/server/sandbox)
   dovecot-imapd         # the IMAP server the IMAP target is tested against (tests/interop)
   postfix swaks         # Postfix in front of pigeond's LMTP and `pigeon deliver`; swaks sends over SMTP
                         # (tests/interop/postfix_e2e_test.py runs its own instance: no system service)

@@ -1,5 +1,6 @@
 // pigeond: the POP3 server. main() only: arguments, configuration, then src/server runs it.
 #include "config/config.hpp"
+#include "server/sandbox.hpp"
 #include "server/server.hpp"
 
 #include <CLI/CLI.hpp>
@@ -83,6 +84,19 @@ static int run(int argc, char** argv)
                                 : lmtp.error());
         return EX_CONFIG;
     }
+    // Landlock binds this thread and the threads it creates from now on: before the server's.
+    std::string sandbox_note;
+    if (config->sandbox.landlock) {
+        auto paths = pigeon::server::sandbox_paths(*config);
+        auto confined = paths ? pigeon::server::confine_files(*paths)
+                              : tl::expected<std::string, std::string>(tl::unexpect, paths.error());
+        if (!confined) {
+            (*log)->error("{}", confined.error());
+            fmt::print(stderr, "pigeond: {}\n", confined.error());
+            return EX_OSERR;
+        }
+        sandbox_note = *confined;
+    }
     pigeon::server::Server server(std::move(*services), std::move(*listeners),
                                   pigeon::server::tuning_from(*config), *log);
     server.set_lmtp_listeners(std::move(*lmtp));
@@ -111,6 +125,20 @@ static int run(int argc, char** argv)
     if (::geteuid() == 0) {
         (*log)->warn("running as root: set server.user to the unprivileged account pigeond should run as");
     }
+    if (config->sandbox.seccomp) {
+        if (auto confined = pigeon::server::confine_system_calls(); !confined) {
+            (*log)->error("{}", confined.error());
+            fmt::print(stderr, "pigeond: {}\n", confined.error());
+            return EX_OSERR;
+        }
+    }
+    if (!sandbox_note.empty()) {
+        (*log)->warn("{}", sandbox_note);
+    }
+    (*log)->info("sandbox: seccomp {}, Landlock {}", config->sandbox.seccomp ? "on" : "off",
+                 !config->sandbox.landlock ? "off"
+                 : sandbox_note.empty()    ? "on"
+                                           : "unavailable");
     const auto listening = [&server] {
         std::string text;
         for (const auto& endpoint : server.endpoints()) {

@@ -289,7 +289,7 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
 {
     r.known_keys(root, "",
                  {"server", "listen", "tls", "storage", "passdb", "auth", "pop3", "limits", "log", "quota",
-                  "delivery", "lmtp"});
+                  "delivery", "lmtp", "sandbox"});
     if (const auto* t = r.table(root, "server")) {
         r.known_keys(*t, "server", {"user", "group", "threads", "worker_threads", "host_name"});
         r.string(*t, "server", "user", config.server.user);
@@ -422,6 +422,18 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
     }
     read_quota_and_delivery(r, root, config);
     read_lmtp(r, root, config);
+    if (const auto* t = r.table(root, "sandbox")) {
+        r.known_keys(*t, "sandbox", {"seccomp", "landlock", "read_paths", "write_paths"});
+        r.boolean(*t, "sandbox", "seccomp", config.sandbox.seccomp);
+        r.boolean(*t, "sandbox", "landlock", config.sandbox.landlock);
+        r.strings(*t, "sandbox", "read_paths", config.sandbox.read_paths);
+        r.strings(*t, "sandbox", "write_paths", config.sandbox.write_paths);
+        for (auto* paths : {&config.sandbox.read_paths, &config.sandbox.write_paths}) {
+            for (auto& path : *paths) {
+                path = resolve(base, path);
+            }
+        }
+    }
     if (!r.failed()) {
         const bool needs_tls = std::any_of(config.listeners.begin(), config.listeners.end(),
                                            [](const Listener& l) { return l.tls != ListenerTls::none; });

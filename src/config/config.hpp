@@ -143,6 +143,14 @@ struct Server {
     std::string host_name;            // APOP timestamps; default: the machine's name
 };
 
+// [sandbox]: what pigeond confines itself to once started (server/sandbox.hpp).
+struct Sandbox {
+    bool seccomp = true;                  // only the system calls pigeond makes
+    bool landlock = true;                 // file access only where the configuration points
+    std::vector<std::string> read_paths;  // more directories or files to read (absolute after load)
+    std::vector<std::string> write_paths; // more directories to read and write (absolute after load)
+};
+
 struct Config {
     std::filesystem::path file;
     Server server;
@@ -157,6 +165,7 @@ struct Config {
     Quota quota;
     Delivery delivery;
     Lmtp lmtp;
+    Sandbox sandbox;
 };
 
 // Reads and checks the file; relative paths in it are taken from the file's directory.

@@ -189,6 +189,32 @@ algorithms = ["ES256"]
     EXPECT_EQ(config->auth.oauth->algorithms, std::vector<std::string>{"ES256"});
 }
 
+TEST(Config, SandboxSection)
+{
+    auto defaults = parse(minimal, "/etc/pigeon/pigeond.toml");
+    ASSERT_TRUE(defaults) << defaults.error();
+    EXPECT_TRUE(defaults->sandbox.seccomp); // both on unless turned off
+    EXPECT_TRUE(defaults->sandbox.landlock);
+
+    const std::string text = std::string(minimal) + R"(
+[sandbox]
+seccomp = false
+landlock = false
+read_paths = ["/srv/keys", "extra"]
+write_paths = ["/home"]
+)";
+    auto config = parse(text, "/etc/pigeon/pigeond.toml");
+    ASSERT_TRUE(config) << config.error();
+    EXPECT_FALSE(config->sandbox.seccomp);
+    EXPECT_FALSE(config->sandbox.landlock);
+    EXPECT_EQ(config->sandbox.read_paths, (std::vector<std::string>{"/srv/keys", "/etc/pigeon/extra"}));
+    EXPECT_EQ(config->sandbox.write_paths, (std::vector<std::string>{"/home"}));
+
+    auto wrong = parse(std::string(minimal) + "\n[sandbox]\nseccmp = false\n", "/etc/pigeon/pigeond.toml");
+    ASSERT_FALSE(wrong);
+    EXPECT_NE(wrong.error().find("sandbox.seccmp"), std::string::npos) << wrong.error();
+}
+
 TEST(Config, AMissingFileIsNamed)
 {
     auto config = load("/nonexistent/pigeond.toml");

@@ -279,6 +279,38 @@ def main() -> int:
         check(logged_in.startswith(b"+OK") and dele.startswith(b"+OK") and stat == b"+OK 0 0\r\n",
               "a session survives SIGHUP", repr((logged_in, dele, stat)))
 
+        # The sandbox (on by default): seccomp filter and no_new_privs on every thread; Landlock
+        # keeps a reload from reading a user database outside the directories it started with.
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        check(fields.get("Seccomp", "").strip() == "2" and fields.get("NoNewPrivs", "").strip() == "1",
+              "sandbox: a seccomp filter and no_new_privs", f"{fields.get('Seccomp')!r} {fields.get('NoNewPrivs')!r}")
+        tasks = list(Path(f"/proc/{proc.pid}/task").iterdir())
+        filtered = [t for t in tasks if "Seccomp:\t2" in (t / "status").read_text()]
+        check(len(tasks) > 1 and len(filtered) == len(tasks), "sandbox: every thread filtered",
+              f"{len(filtered)} of {len(tasks)}")
+        outside = Path(tempfile.mkdtemp(prefix="pigeon-outside-"))
+        try:
+            os.chmod(outside, 0o755)
+            (outside / "users").write_text("alice:{PLAIN}outside::::\n")
+            os.chmod(outside / "users", 0o644)
+            before = config.read_text()
+            config.write_text(before.replace('path = "users"', f'path = "{outside / "users"}"'))
+            proc.send_signal(signal.SIGHUP)
+            check(notify.next() == "RELOADING=1" and notify.next() == "READY=1",
+                  "sandbox: a reload naming a file outside answers READY=1")
+            lines = pop3(port, b"USER alice", b"PASS outside", b"QUIT")
+            log = (work / "pigeond.log").read_text()
+            check(not lines[2].startswith(b"+OK") and "reload failed" in log and "ermission denied" in log,
+                  "sandbox: Landlock refused the user database outside (reload failed, old one kept)",
+                  repr(lines) + log[-400:])
+            lines = pop3(port, b"USER alice", b"PASS changed", b"QUIT")
+            check(lines[2].startswith(b"+OK Logged in"), "sandbox: the running configuration still serves",
+                  repr(lines))
+            config.write_text(before)
+        finally:
+            shutil.rmtree(outside, ignore_errors=True)
+
         # SIGTERM: the session that never sent QUIT commits nothing; pigeond exits 0.
         proc.send_signal(signal.SIGTERM)
         try:
