@@ -314,3 +314,12 @@ class ServerProcess:
         self.stop()
         time.sleep(0.3)
         self.start()
+
+
+def checked_pigeond_argv(binary: str, conf: str) -> list[str]:
+    """pigeond's command line for `conf`, once `pigeond --check-config` accepts it."""
+    check = subprocess.run([binary, "--check-config", "--config", conf], capture_output=True, text=True,
+                           timeout=60)
+    if check.returncode != 0:
+        raise RuntimeError(f"pigeond --check-config: {check.stdout}{check.stderr}")
+    return [binary, "--config", conf]

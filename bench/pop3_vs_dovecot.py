@@ -69,8 +69,8 @@ import tempfile
 import time
 from collections import Counter
 
-from benchlib import (ServerProcess, count_fds, doveconf_warnings, free_port, make_maildir, percentile,
-                      sha512_crypt, tool_versions, tree_cpu_ms, write_passwd as write_passwd_file)
+from benchlib import (ServerProcess, checked_pigeond_argv, count_fds, doveconf_warnings, free_port, make_maildir,
+                      percentile, sha512_crypt, tool_versions, tree_cpu_ms, write_passwd as write_passwd_file)
 
 DATA_VERSION = "v1"  # bump when the generated mail changes
 HOST = "127.0.0.1"
@@ -414,11 +414,7 @@ shutdown_grace = "2s"
 level = "info"
 destination = "{self.log_path}"
 """)
-        check = subprocess.run([binary, "--check-config", "--config", self.conf], capture_output=True,
-                               text=True, timeout=60)
-        if check.returncode != 0:
-            raise RuntimeError(f"pigeond --check-config: {check.stdout}{check.stderr}")
-        self.argv = [binary, "--config", self.conf]
+        self.argv = checked_pigeond_argv(binary, self.conf)
 
     def log_problems(self) -> dict:
         """Warning and error lines of pigeond's log, grouped by message (user, address and

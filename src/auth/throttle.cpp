@@ -74,6 +74,12 @@ std::chrono::milliseconds AuthThrottle::begin_attempt(std::string_view address, 
     return std::chrono::ceil<std::chrono::milliseconds>(start - now);
 }
 
+std::chrono::milliseconds AuthThrottle::current_delay(std::string_view address, Clock::time_point now)
+{
+    const std::lock_guard guard(m_mutex);
+    return delay_for(current(m_addresses, address, now));
+}
+
 void AuthThrottle::end_attempt(std::string_view address)
 {
     const std::lock_guard guard(m_mutex);

@@ -42,13 +42,18 @@ public:
     // An attempt from `address` starts: how long it must wait before it is verified (Dovecot's
     // auth penalty: a burst of guesses from one address waits on timers instead of making the
     // server hash; attempts from other addresses are not slowed). An address
-    // that has not failed (beyond free_failures) never waits, however many attempts it has in
-    // flight. Once it has, its attempts in flight count as failures until they end, and they
+    // that has not failed (beyond free_failures) never waits here, however many attempts it has in
+    // flight (net::VerifyGate still shares the pool fairly between addresses). Once it has, its
+    // attempts in flight count as failures until they end, and they
     // are spaced by its delay: fifty guesses sent at once on fifty connections wait one after
     // another, as fifty sent in sequence would, instead of all hashing when one shared penalty
     // runs out. Every call must be paired with end_attempt().
     [[nodiscard]] std::chrono::milliseconds begin_attempt(std::string_view address, Clock::time_point now);
     void end_attempt(std::string_view address);
+    // The address's delay as its failures stand now: an attempt that waited its turn (VerifyGate)
+    // while the attempts before it failed waits the rest of this before it is verified, so a
+    // burst that began before any failure does not all get hashed.
+    [[nodiscard]] std::chrono::milliseconds current_delay(std::string_view address, Clock::time_point now);
     // Attempts begun and not yet ended, over all addresses (for tests).
     [[nodiscard]] std::size_t attempts_in_flight() const;
 

@@ -325,7 +325,7 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
     if (const auto* t = r.table(root, "auth")) {
         r.known_keys(*t, "auth",
                      {"mechanisms", "plaintext", "apop", "unknown_user_scheme", "failure_delay",
-                      "max_failure_delay", "forget_failures_after", "max_concurrent",
+                      "max_failure_delay", "forget_failures_after", "max_concurrent", "max_concurrent_per_ip",
                       "max_failures_per_connection", "oauth"});
         r.strings(*t, "auth", "mechanisms", config.auth.mechanisms);
         for (auto& mechanism : config.auth.mechanisms) {
@@ -341,6 +341,7 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
         r.duration(*t, "auth", "max_failure_delay", config.auth.max_failure_delay, 0ms, 3'600'000ms);
         r.duration(*t, "auth", "forget_failures_after", config.auth.forget_failures_after, 1s, 86'400s);
         r.number(*t, "auth", "max_concurrent", config.auth.max_concurrent, 1, 100'000);
+        r.number(*t, "auth", "max_concurrent_per_ip", config.auth.max_concurrent_per_ip, 0, 100'000);
         if (const auto* o = r.table(*t, "oauth")) {
             auto& oauth = config.auth.oauth.emplace();
             r.known_keys(*o, "auth.oauth",

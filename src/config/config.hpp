@@ -77,6 +77,7 @@ struct Auth {
     std::chrono::milliseconds max_failure_delay{15'000};
     std::chrono::seconds forget_failures_after{900};
     std::uint32_t max_concurrent = 128;
+    std::uint32_t max_concurrent_per_ip = 0; // checks of one address at once; 0: half the workers
     std::uint32_t max_failures_per_connection = 3;
     std::optional<OAuth> oauth; // present when [auth.oauth] is
 };

@@ -404,6 +404,34 @@ asio::awaitable<void> Connection::check_credentials(protocol::ServerSession& ses
         session.on_credentials_checked({make_error_code(errc::auth_temporary_failure), {}});
         co_return;
     }
+    // One address's checks take at most their share of the pool; its others wait their turn here.
+    const auto deadline = std::chrono::steady_clock::now() + login_time_left();
+    const bool admitted = co_await m_shared.verify_gate.enter(m_remote, deadline);
+    std::optional<GateTurn> turn;
+    if (admitted) {
+        turn.emplace(m_shared.verify_gate, m_remote);
+    }
+    if (!admitted || m_aborted || m_transport.peer_closed()) {
+        session.on_credentials_checked({make_error_code(errc::auth_temporary_failure), {}});
+        co_return;
+    }
+    // Failures of this address while it waited its turn count now: it waits the rest of the
+    // address's delay (holding the turn, so the address's other attempts queue behind it).
+    auto waited = *penalty;
+    const auto delay_now = throttle.current_delay(m_remote, auth::AuthThrottle::Clock::now());
+    if (delay_now > waited) {
+        const auto extra = delay_now - waited;
+        waited = delay_now;
+        if (extra >= login_time_left()) {
+            session.on_credentials_checked({make_error_code(errc::auth_temporary_failure), {}});
+            co_return;
+        }
+        co_await sleep(extra);
+        if (m_aborted || m_transport.peer_closed()) {
+            session.on_credentials_checked({make_error_code(errc::auth_temporary_failure), {}});
+            co_return;
+        }
+    }
     if (!throttle.try_begin()) {
         m_shared.log.warn("auth busy: user={} rip={} mech={} session={}", auth::log_escape(user), m_remote,
                           auth::log_escape(mechanism), m_id);
@@ -417,6 +445,7 @@ asio::awaitable<void> Connection::check_credentials(protocol::ServerSession& ses
     };
     auto verdict = co_await m_shared.pool.run(std::move(verify));
     throttle.end();
+    turn.reset(); // the next attempt of this address may go to the pool
     if (verdict) {
         throttle.record_success(*verdict);
         m_user = *verdict;
@@ -430,7 +459,7 @@ asio::awaitable<void> Connection::check_credentials(protocol::ServerSession& ses
     const auto error = verdict.error();
     if (error == errc::auth_failed) {
         const auto now = auth::AuthThrottle::Clock::now();
-        const auto delay = throttle.failure_delay(m_remote, user, now) - *penalty;
+        const auto delay = throttle.failure_delay(m_remote, user, now) - waited;
         throttle.record_failure(m_remote, user, now);
         m_shared.counters.auth_failures.fetch_add(1, std::memory_order_relaxed);
         m_shared.log.warn("{} session={}",

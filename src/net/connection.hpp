@@ -18,6 +18,7 @@
 #include "auth/throttle.hpp"
 #include "net/connection_limits.hpp"
 #include "net/registry.hpp"
+#include "net/verify_gate.hpp"
 #include "net/worker_pool.hpp"
 #include "protocol/server_session.hpp"
 #include "storage/maildrop.hpp"
@@ -115,6 +116,7 @@ private:
 struct SharedState {
     LoginDelayTracker& login_delays;
     auth::AuthThrottle& throttle;
+    VerifyGate& verify_gate;
     WorkerPool& pool;
     spdlog::logger& log;
     ConnectionRegistry& registry;
@@ -178,6 +180,20 @@ private:
         auth::AuthThrottle& m_throttle;
         std::string m_address;
         std::chrono::milliseconds m_penalty;
+    };
+    // A turn of this address at the password checks (VerifyGate), given back when destroyed.
+    class GateTurn {
+    public:
+        GateTurn(VerifyGate& gate, std::string address) : m_gate(gate), m_address(std::move(address)) {}
+        ~GateTurn() { m_gate.leave(m_address); }
+        GateTurn(const GateTurn&) = delete;
+        GateTurn& operator=(const GateTurn&) = delete;
+        GateTurn(GateTurn&&) = delete;
+        GateTurn& operator=(GateTurn&&) = delete;
+
+    private:
+        VerifyGate& m_gate;
+        std::string m_address;
     };
     // Waits out the attempt's penalty; nothing if the attempt should not be verified after all
     // (the client left, the server is stopping, or the login deadline came first).

@@ -66,6 +66,18 @@ std::uint32_t loop_count(std::uint32_t configured)
     return std::max(1U, std::thread::hardware_concurrency());
 }
 
+std::size_t worker_count(std::uint32_t configured);
+
+// One address's password checks at once: by default half the workers, so a burst of guesses
+// from one address leaves the other half to everyone else's logins.
+std::uint32_t verifying_per_ip(const Tuning& tuning)
+{
+    if (tuning.max_verifying_per_ip != 0) {
+        return tuning.max_verifying_per_ip;
+    }
+    return static_cast<std::uint32_t>(std::max<std::size_t>(1, worker_count(tuning.worker_threads) / 2));
+}
+
 std::size_t worker_count(std::uint32_t configured)
 {
     if (configured != 0) {
@@ -219,6 +231,7 @@ Tuning tuning_from(const config::Config& config)
     tuning.throttle.max_delay = config.auth.max_failure_delay;
     tuning.throttle.forget_after = config.auth.forget_failures_after;
     tuning.throttle.max_concurrent = config.auth.max_concurrent;
+    tuning.max_verifying_per_ip = config.auth.max_concurrent_per_ip;
     return tuning;
 }
 
@@ -279,8 +292,9 @@ Server::Server(std::shared_ptr<const net::Services> services, std::vector<Listen
                Tuning tuning, std::shared_ptr<spdlog::logger> log)
     : m_tuning(tuning), m_log(std::move(log)), m_specs(std::move(listeners)),
       m_pool(worker_count(tuning.worker_threads)), m_throttle(tuning.throttle),
+      m_verify_gate(verifying_per_ip(tuning)),
       m_limits(tuning.max_connections, tuning.max_connections_per_ip),
-      m_services(std::move(services)), m_shared{m_login_delays, m_throttle, m_pool,
+      m_services(std::move(services)), m_shared{m_login_delays, m_throttle, m_verify_gate, m_pool,
                                                 *m_log,         m_registry, m_counters}
 {
     // OpenSSL writes TLS records with write(2): a client that has gone away must be an EPIPE
@@ -557,6 +571,7 @@ void Server::replace_services(std::shared_ptr<const net::Services> services, con
     m_services.replace(std::move(services));
     m_limits.set_limits(tuning.max_connections, tuning.max_connections_per_ip);
     m_throttle.set_options(tuning.throttle);
+    m_verify_gate.set_per_address(verifying_per_ip(tuning));
 }
 
 tl::expected<void, std::string> drop_privileges(const std::string& user, const std::string& group)

@@ -42,6 +42,7 @@ struct Tuning {
     std::uint32_t max_connections_per_ip = 50;
     std::chrono::milliseconds shutdown_grace{30'000};
     auth::ThrottleOptions throttle;
+    std::uint32_t max_verifying_per_ip = 0; // auth.max_concurrent_per_ip; 0: half the workers, at least 1
 };
 
 struct ListenerSpec {
@@ -122,6 +123,7 @@ private:
     std::atomic<std::size_t> m_next{0};
     net::WorkerPool m_pool;
     auth::AuthThrottle m_throttle;
+    net::VerifyGate m_verify_gate;
     net::ConnectionLimits m_limits;
     net::ConnectionRegistry m_registry;
     net::ServerCounters m_counters;

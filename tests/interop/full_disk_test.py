@@ -12,6 +12,9 @@ The mail root is a 3 MB tmpfs the test mounts (root only). pigeond serves POP3 a
      of every message work, identical; DELE 1 and QUIT answer +OK or -ERR [SYS/TEMP]: with +OK
      the message is gone and the others intact, with -ERR nothing changed; UIDLs stay the same
   4. space comes back (filler removed): LMTP and `pigeon deliver` deliver again, POP3 lists them
+  5. a 6,000-message maildrop (a second tmpfs) whose index must be rewritten on a full disk, at a
+     login after mail came in behind pigeond's back and at a deletion's commit: both work, the
+     unique-ids stay the same, no half-written index is left; with space back it is rewritten
 
 Usage: full_disk_test.py --pigeond PATH --pigeon PATH [--keep]
 Needs root (mount). Every process bounded in time and stopped by its PID; the tmpfs is unmounted
@@ -36,6 +39,21 @@ from interop_lib import (HOST, Failure, PigeondProcess, expect, free_ports,  # n
 IO_TIMEOUT_S = 30
 TMPFS_SIZE = "3m"
 MESSAGE_OCTETS = 150 * 1024
+LARGE_TMPFS_SIZE = "40m"  # 6,000 small files take a 4 KiB page each
+LARGE_COUNT = 6000
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                          capture_output=True, timeout=30)
+    expect(proc.returncode == 0, f"cannot mount a tmpfs (root needed): {proc.stderr!r}")
+
+
+def unmount(path: Path) -> None:
+    for _ in range(50):
+        if subprocess.run(["umount", str(path)], capture_output=True, timeout=30).returncode == 0:
+            return
+        time.sleep(0.1)  # a process may still hold a file open for a moment; bounded
 
 
 def lmtp_session(port: int) -> tuple[socket.socket, "object"]:
@@ -101,9 +119,7 @@ def run(pigeond_binary: str, pigeon_binary: str, work: Path) -> list[str]:
     done = []
     mail = work / "mail"
     mail.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(mail)],
-                          capture_output=True, timeout=30)
-    expect(proc.returncode == 0, f"cannot mount a tmpfs (root needed): {proc.stderr!r}")
+    mount_tmpfs(mail, TMPFS_SIZE)
     pigeond = None
     try:
         (work / "users").write_text("alice:{PLAIN}secret::::::\n")
@@ -204,10 +220,96 @@ def run(pigeond_binary: str, pigeon_binary: str, work: Path) -> list[str]:
     finally:
         if pigeond is not None:
             pigeond.stop()
-        for _ in range(50):
-            if subprocess.run(["umount", str(mail)], capture_output=True, timeout=30).returncode == 0:
-                break
-            time.sleep(0.1)  # a process may still hold a file open for a moment; bounded
+        unmount(mail)
+    return done
+
+
+def fill(path: Path) -> None:
+    """Takes every free block of the file system `path` is on."""
+    with open(path, "wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                out.write(b"\0" * 512)
+        except OSError:
+            pass
+
+
+def uidls(pop: poplib.POP3) -> list[bytes]:
+    return [line.split()[1] for line in pop.uidl()[1]]
+
+
+def run_large_index(pigeond_binary: str, work: Path) -> list[str]:
+    """5. A full disk when the index of a large maildrop (6,000 messages) must be rewritten:
+    at a login after mail came in behind pigeond's back, and at the commit of a deletion."""
+    done = []
+    big = work / "big"
+    big.mkdir()
+    mount_tmpfs(big, LARGE_TMPFS_SIZE)
+    pigeond = None
+    try:
+        maildir = big / "alice"
+        for sub in ("new", "cur", "tmp"):
+            (maildir / sub).mkdir(parents=True)
+        for i in range(LARGE_COUNT):
+            body = f"Subject: small {i}\r\n\r\nmessage {i}\r\n".encode()
+            (maildir / "cur" / f"1700000000.M{i}P1Q{i}.host,S={len(body)}:2,S").write_bytes(body)
+        (work / "users").write_text("alice:{PLAIN}secret::::::\n")
+        (pop3_port,) = free_ports(1)
+        pigeond = PigeondProcess(pigeond_binary, work, plain_config(pop3_port, storage='location = "big/%u"'))
+        pigeond.start(pop3_ports=[pop3_port])
+        pop = pop3(pop3_port)
+        before = uidls(pop)
+        pop.quit()
+        expect(len(before) == LARGE_COUNT, f"{len(before)} messages listed, {LARGE_COUNT} written")
+        index = maildir / "pigeon-index"
+        expect(index.exists() and index.stat().st_size > 100_000, "no index written for the large maildrop")
+
+        # Mail behind pigeond's back makes the index stale; then no free block is left.
+        extra = b"Subject: late\r\n\r\nlate\r\n"
+        (maildir / "new" / f"1700000001.M1P2Q1.host,S={len(extra)}").write_bytes(extra)
+        written = index.stat().st_mtime_ns
+        fill(big / "filler")
+        pop = pop3(pop3_port)
+        full = uidls(pop)
+        expect(full[:LARGE_COUNT] == before and len(full) == LARGE_COUNT + 1,
+               "on the full disk the login lists other unique-ids")
+        data = b"".join(line + b"\r\n" for line in pop.retr(LARGE_COUNT + 1)[1])
+        expect(data == extra, f"RETR of the new message on the full disk: {data!r}")
+        pop.dele(1)
+        quit_reply = pop.quit()
+        expect(quit_reply.startswith(b"+OK"), f"QUIT on the full disk: {quit_reply!r}")
+        expect(index.stat().st_mtime_ns == written, "the index was rewritten on a full disk: no fault injected")
+        leftovers = [p.name for p in maildir.iterdir() if ".tmp." in p.name]
+        expect(not leftovers, f"half-written index files left: {leftovers}")
+        pop = pop3(pop3_port)
+        after = uidls(pop)
+        pop.quit()
+        expect(after == full[1:], "after the commit on the full disk the unique-ids changed")
+        done.append(f"full disk at the index rewrite of a {LARGE_COUNT:,}-message maildrop: login, RETR "
+                    "and a deletion's commit work, unique-ids unchanged, no half-written index")
+
+        # Space back: the next login writes the index again, and it vouches for the same list.
+        (big / "filler").unlink()
+        stamp = index.stat().st_mtime_ns if index.exists() else 0
+        pop = pop3(pop3_port)
+        again = uidls(pop)
+        pop.quit()
+        expect(again == after, "after space returned the unique-ids changed")
+        expect(index.exists() and index.stat().st_mtime_ns != stamp, "the index was not rewritten")
+        pop = pop3(pop3_port)
+        warm = uidls(pop)
+        pop.quit()
+        expect(warm == after, "the rewritten index lists other unique-ids")
+        done.append("space back: the index is rewritten and lists the same unique-ids")
+    finally:
+        if pigeond is not None:
+            pigeond.stop()
+        unmount(big)
     return done
 
 
@@ -221,7 +323,8 @@ def main() -> int:
         print("FAIL: needs root (it mounts a tmpfs)")
         return 1
     return run_checks("interop.full_disk", "pigeon-full-disk-", args.keep,
-                      lambda work: run(os.path.abspath(args.pigeond), os.path.abspath(args.pigeon), work),
+                      lambda work: run(os.path.abspath(args.pigeond), os.path.abspath(args.pigeon), work)
+                      + run_large_index(os.path.abspath(args.pigeond), work),
                       (Failure, OSError, poplib.error_proto))
 
 if __name__ == "__main__":
