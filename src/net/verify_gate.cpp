@@ -12,7 +12,8 @@ namespace pigeon::net {
 asio::awaitable<bool> VerifyGate::enter(const std::string& address_ref,
                                         std::chrono::steady_clock::time_point deadline)
 {
-    const std::string address = address_ref; // before the first suspension: the caller's may go
+    // A copy before the first suspension: the caller's string may be gone when this resumes.
+    const std::string address = address_ref; // NOLINT(performance-unnecessary-copy-initialization)
     std::shared_ptr<Waiter> waiter;
     {
         const std::lock_guard guard(m_mutex);

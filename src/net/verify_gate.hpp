@@ -37,7 +37,7 @@ public:
 
 private:
     struct Waiter {
-        explicit Waiter(asio::any_io_executor executor) : timer(std::move(executor)) {}
+        explicit Waiter(const asio::any_io_executor& executor) : timer(executor) {}
         asio::steady_timer timer;
         bool admitted = false;
     };
