@@ -115,6 +115,25 @@ def pop3(port: int) -> poplib.POP3:
     return pop
 
 
+def fill(path: Path) -> None:
+    """Takes every free block of the file system `path` is on."""
+    with open(path, "wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                out.write(b"\0" * 512)
+        except OSError:
+            pass
+
+
+def uidls(pop: poplib.POP3) -> list[bytes]:
+    return [line.split()[1] for line in pop.uidl()[1]]
+
+
 def run(pigeond_binary: str, pigeon_binary: str, work: Path) -> list[str]:
     done = []
     mail = work / "mail"
@@ -164,17 +183,11 @@ def run(pigeond_binary: str, pigeon_binary: str, work: Path) -> list[str]:
 
         # 3. POP3 with no free block at all
         filler = mail / "filler"
-        with open(filler, "wb", buffering=0) as out:
-            try:
-                while True:
-                    out.write(b"\0" * 4096)
-                    out.flush()
-            except OSError:
-                pass
+        fill(filler)
         pop = pop3(pop3_port)
         count, _ = pop.stat()
         expect(count == len(accepted), f"POP3 lists {count} messages, {len(accepted)} were stored")
-        uidls = [line.split()[1] for line in pop.uidl()[1]]
+        before = uidls(pop)
         for i in range(1, count + 1):
             data = b"".join(line + b"\r\n" for line in pop.retr(i)[1])
             expect(data[data.find(b"Subject: "):] in [message(n) for n in accepted],
@@ -187,12 +200,12 @@ def run(pigeond_binary: str, pigeon_binary: str, work: Path) -> list[str]:
             expect(b"[SYS/TEMP]" in error.args[0], f"QUIT on the full disk: {error}")
             committed = False
         after = pop3(pop3_port)
-        left = [line.split()[1] for line in after.uidl()[1]]
+        left = uidls(after)
         after.quit()
         if committed:
-            expect(left == uidls[1:], f"after +OK to QUIT: UIDLs {left}, expected {uidls[1:]}")
+            expect(left == before[1:], f"after +OK to QUIT: UIDLs {left}, expected {before[1:]}")
         else:
-            expect(left == uidls, f"after -ERR to QUIT: UIDLs {left}, expected {uidls}")
+            expect(left == before, f"after -ERR to QUIT: UIDLs {left}, expected {before}")
         done.append(f"POP3 on a disk with no free block: {count} RETR identical; DELE+QUIT "
                     f"{'committed' if committed else 'refused with [SYS/TEMP]'}, UIDLs consistent")
 
@@ -222,25 +235,6 @@ def run(pigeond_binary: str, pigeon_binary: str, work: Path) -> list[str]:
             pigeond.stop()
         unmount(mail)
     return done
-
-
-def fill(path: Path) -> None:
-    """Takes every free block of the file system `path` is on."""
-    with open(path, "wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-        except OSError:
-            pass
-        try:
-            while True:
-                out.write(b"\0" * 512)
-        except OSError:
-            pass
-
-
-def uidls(pop: poplib.POP3) -> list[bytes]:
-    return [line.split()[1] for line in pop.uidl()[1]]
 
 
 def run_large_index(pigeond_binary: str, work: Path) -> list[str]:
