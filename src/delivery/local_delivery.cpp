@@ -3,6 +3,7 @@
 #include "auth/passdb.hpp"
 #include "core/strings.hpp"
 #include "storage/delivery.hpp"
+#include "storage/fs_util.hpp"
 
 #include <fmt/format.h>
 
@@ -391,7 +392,7 @@ Verdicted<std::string> LocalDelivery::commit(PendingMessage& message)
     if (recipient.quota.unlimited()) {
         auto unique_id = message.m_pending->commit();
         if (unique_id) {
-            m_usage.delivered(recipient.user, octets);
+            m_usage.delivered(recipient.user, octets, storage::now_ns());
         }
         return finish_commit(recipient, std::move(unique_id));
     }
@@ -407,7 +408,7 @@ Verdicted<std::string> LocalDelivery::commit(PendingMessage& message)
         } else {
             auto unique_id = message.m_pending->commit();
             if (unique_id) {
-                m_usage.delivered(recipient.user, octets);
+                m_usage.delivered(recipient.user, octets, storage::now_ns());
             }
             result = finish_commit(recipient, std::move(unique_id));
         }

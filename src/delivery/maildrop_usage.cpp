@@ -84,6 +84,7 @@ struct MaildirCache {
     bool trusted = false;
     Usage recorded; // deliveries appended since the count
     std::size_t recorded_lines = 0;
+    std::int64_t listed_from_ns = 0; // when the count began listing new/ and cur/ (unix ns)
 };
 
 Result<MaildirStamps> maildir_stamps(const std::string& root)
@@ -109,7 +110,7 @@ Result<MaildirStamps> maildir_stamps(const std::string& root)
 std::optional<MaildirCache> parse_maildir_cache(std::string_view text)
 {
     const std::size_t first = text.find('\n');
-    if (first == std::string_view::npos || text.substr(0, first) != "pigeon-quota 1") {
+    if (first == std::string_view::npos || text.substr(0, first) != "pigeon-quota 2") {
         return std::nullopt;
     }
     text.remove_prefix(first + 1);
@@ -117,7 +118,7 @@ std::optional<MaildirCache> parse_maildir_cache(std::string_view text)
     if (second == std::string_view::npos) {
         return std::nullopt;
     }
-    const auto numbers = parse_numbers<9>(text.substr(0, second));
+    const auto numbers = parse_numbers<10>(text.substr(0, second));
     text.remove_prefix(second + 1);
     if (!numbers || (*numbers)[0] < 0 || (*numbers)[1] < 0) {
         return std::nullopt;
@@ -126,7 +127,8 @@ std::optional<MaildirCache> parse_maildir_cache(std::string_view text)
     cache.counted = {static_cast<std::uint64_t>((*numbers)[0]), static_cast<std::uint64_t>((*numbers)[1])};
     cache.counted_at = (*numbers)[2];
     cache.stamps = {(*numbers)[3], (*numbers)[4], (*numbers)[5], (*numbers)[6], (*numbers)[7]};
-    cache.trusted = (*numbers)[8] == 1;
+    cache.listed_from_ns = (*numbers)[8];
+    cache.trusted = (*numbers)[9] == 1;
     while (!text.empty()) {
         const std::size_t end = text.find('\n');
         if (end == std::string_view::npos) {
@@ -147,11 +149,11 @@ std::optional<MaildirCache> parse_maildir_cache(std::string_view text)
 }
 
 std::string format_maildir_cache(const Usage& counted, std::int64_t counted_at, const MaildirStamps& stamps,
-                                 bool trusted)
+                                 bool trusted, std::int64_t listed_from_ns)
 {
-    return fmt::format("pigeon-quota 1\n{} {} {} {} {} {} {} {} {}\n", counted.messages, counted.octets,
+    return fmt::format("pigeon-quota 2\n{} {} {} {} {} {} {} {} {} {}\n", counted.messages, counted.octets,
                        counted_at, stamps.cur_mtime, stamps.cur_inode, stamps.index_inode, stamps.index_mtime,
-                       stamps.index_size, trusted ? 1 : 0);
+                       stamps.index_size, listed_from_ns, trusted ? 1 : 0);
 }
 
 // Writes a cache file by renaming a complete temporary file over it. No fsync: a cache lost in
@@ -372,10 +374,10 @@ Result<Usage> MaildirUsage::usage(std::string_view user, Freshness freshness)
     return usage_of(*root, freshness);
 }
 
-void MaildirUsage::delivered(std::string_view user, std::uint64_t octets)
+void MaildirUsage::delivered(std::string_view user, std::uint64_t octets, std::int64_t committed_ns)
 {
     if (auto root = storage::expand_path_template(m_path_template, user)) {
-        delivered_to(*root, octets);
+        delivered_to(*root, octets, committed_ns);
     }
 }
 
@@ -428,6 +430,7 @@ Result<Usage> MaildirUsage::usage_of(const std::string& root, Freshness freshnes
             return total(*cache);
         }
     }
+    const std::int64_t listed_from = now_ns();
     auto counted = count(root);
     if (!counted) {
         return fail(counted.error());
@@ -435,22 +438,32 @@ Result<Usage> MaildirUsage::usage_of(const std::string& root, Freshness freshnes
     const std::int64_t now = now_ns();
     const bool trusted =
         now - stamps->cur_mtime >= mtime_settle_ns && now - stamps->index_mtime >= mtime_settle_ns;
-    replace_file(cache_path, format_maildir_cache(*counted, now / 1'000'000'000, *stamps, trusted));
+    replace_file(cache_path,
+                 format_maildir_cache(*counted, now / 1'000'000'000, *stamps, trusted, listed_from));
     return *counted;
 }
 
-void MaildirUsage::delivered_to(const std::string& root, std::uint64_t octets)
+void MaildirUsage::delivered_to(const std::string& root, std::uint64_t octets, std::int64_t committed_ns)
 {
     RootLock lock(root);
     if (!lock.held()) {
         return;
     }
     // Only onto a count that exists: without one the next check counts (this message included).
-    UniqueFd fd(
-        ::open((root + "/" + maildir_usage_file).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW));
-    if (fd.valid()) {
-        (void)storage::write_all(fd.get(), fmt::format("+{}\n", octets));
+    const std::string cache_path = root + "/" + maildir_usage_file;
+    UniqueFd fd(::open(cache_path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) {
+        return;
     }
+    // A count that began listing after the commit (another delivery's check, between this
+    // message's commit and now) has the message already; one that began before it, or during
+    // it, may not, and is added to (an unreadable cache is counted again anyway).
+    if (const auto text = storage::read_small_file(cache_path, max_usage_file_octets)) {
+        if (const auto cache = parse_maildir_cache(*text); cache && cache->listed_from_ns >= committed_ns) {
+            return;
+        }
+    }
+    (void)storage::write_all(fd.get(), fmt::format("+{}\n", octets));
 }
 
 Result<Usage> MaildirUsage::count(const std::string& root)
@@ -573,7 +586,7 @@ Result<Usage> MboxUsage::usage(std::string_view user, Freshness /*freshness*/)
     return Usage{messages, size};
 }
 
-void MboxUsage::delivered(std::string_view /*user*/, std::uint64_t /*octets*/)
+void MboxUsage::delivered(std::string_view /*user*/, std::uint64_t /*octets*/, std::int64_t /*committed_ns*/)
 {
     // Nothing to record: the next check reads the appended tail.
 }

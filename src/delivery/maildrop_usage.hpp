@@ -7,11 +7,14 @@
 // cache), too much for every delivery, so the result is kept in "pigeon-quota" in the maildir
 // root (a check from it: 15-30 µs):
 //
-//   pigeon-quota 1
-//   <messages> <octets> <counted at, unix seconds> <cur/ stamp> <pigeon-index stamp> <trusted 0|1>
+//   pigeon-quota 2
+//   <messages> <octets> <counted at, unix seconds> <cur/ stamp> <pigeon-index stamp>
+//       <listing began, unix ns> <trusted 0|1>
 //   +<octets>                     one line appended per message delivered since the count
 //
-// A delivery appends one line (O_APPEND, a few dozen octets); a check reads the file and stat()s
+// A delivery appends one line (O_APPEND, a few dozen octets), unless a count that began listing
+// after the message's commit replaced the file meanwhile (that count has the message already); a
+// check reads the file and stat()s
 // cur/ and pigeon-index. The figure is trusted while neither changed since the count: a POP3
 // session that deletes messages rewrites pigeon-index (storage/maildir), and mail readers that
 // file messages rename them into cur/. Deletions that touch neither (another program unlinking
@@ -62,9 +65,10 @@ public:
 
     // The maildrop's usage; an empty one for a maildrop not created yet.
     [[nodiscard]] virtual Result<Usage> usage(std::string_view user, Freshness freshness) = 0;
-    // Records a message of `octets` (on disk) that was just committed to the user's maildrop.
-    // A failure to record costs a count later, never correctness, so nothing is returned.
-    virtual void delivered(std::string_view user, std::uint64_t octets) = 0;
+    // Records a message of `octets` (on disk) committed to the user's maildrop before
+    // `committed_ns` (storage::now_ns() taken after the commit). A failure to record costs a
+    // count later, never correctness, so nothing is returned.
+    virtual void delivered(std::string_view user, std::uint64_t octets, std::int64_t committed_ns) = 0;
     // Where the maildrop is (a path), for log lines; empty if the user name cannot be one.
     [[nodiscard]] virtual std::string location(std::string_view user) const = 0;
 };
@@ -84,12 +88,12 @@ public:
     explicit MaildirUsage(std::string path_template, UsageCacheOptions options = {});
 
     [[nodiscard]] Result<Usage> usage(std::string_view user, Freshness freshness) override;
-    void delivered(std::string_view user, std::uint64_t octets) override;
+    void delivered(std::string_view user, std::uint64_t octets, std::int64_t committed_ns) override;
     [[nodiscard]] std::string location(std::string_view user) const override;
 
     // The same for a maildir given by its path (tests, tools).
     [[nodiscard]] Result<Usage> usage_of(const std::string& root, Freshness freshness) const;
-    static void delivered_to(const std::string& root, std::uint64_t octets);
+    static void delivered_to(const std::string& root, std::uint64_t octets, std::int64_t committed_ns);
     // A full count, ignoring and not touching the cache (tests, tools).
     [[nodiscard]] static Result<Usage> count(const std::string& root);
 
@@ -103,7 +107,7 @@ public:
     explicit MboxUsage(std::shared_ptr<const storage::MboxStore> store);
 
     [[nodiscard]] Result<Usage> usage(std::string_view user, Freshness freshness) override;
-    void delivered(std::string_view user, std::uint64_t octets) override;
+    void delivered(std::string_view user, std::uint64_t octets, std::int64_t committed_ns) override;
     [[nodiscard]] std::string location(std::string_view user) const override;
 
     // The messages of an mbox file by reading it whole (tests, tools).
@@ -119,7 +123,10 @@ public:
     explicit MemoryUsage(const storage::MemoryMaildropStore& store) : m_store(store) {}
 
     [[nodiscard]] Result<Usage> usage(std::string_view user, Freshness freshness) override;
-    void delivered(std::string_view /*user*/, std::uint64_t /*octets*/) override {}
+    void delivered(std::string_view /*user*/, std::uint64_t /*octets*/,
+                   std::int64_t /*committed_ns*/) override
+    {
+    }
     [[nodiscard]] std::string location(std::string_view user) const override;
 
 private:

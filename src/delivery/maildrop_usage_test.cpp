@@ -1,6 +1,7 @@
 #include "delivery/maildrop_usage.hpp"
 
 #include "storage/delivery.hpp"
+#include "storage/fs_util.hpp"
 #include "storage/maildir/maildir_store.hpp"
 #include "storage/mbox/mbox_store.hpp"
 
@@ -100,7 +101,7 @@ TEST_F(UsageTest, CacheServesChecksAndRecordsDeliveries)
     age();
     MaildirUsage usage((dir() / "%u").string());
     EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{1, 100}));
-    EXPECT_TRUE(cache_text().starts_with("pigeon-quota 1\n1 100 "));
+    EXPECT_TRUE(cache_text().starts_with("pigeon-quota 2\n1 100 "));
     EXPECT_TRUE(cache_text().ends_with(" 1\n")); // trusted: cur/ is settled
 
     // A message another program put in new/ is not seen while the count stands: the cache, not
@@ -108,8 +109,8 @@ TEST_F(UsageTest, CacheServesChecksAndRecordsDeliveries)
     put("alice/new/2.M2P2.host,S=5000", "");
     EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{1, 100}));
     // Deliveries through the tracker are appended and counted.
-    usage.delivered("alice", 30);
-    usage.delivered("alice", 12);
+    usage.delivered("alice", 30, storage::now_ns());
+    usage.delivered("alice", 12, storage::now_ns());
     EXPECT_TRUE(cache_text().ends_with("+30\n+12\n"));
     EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{3, 142}));
     // Before a refusal, a count older than refusal_recount_after is done again.
@@ -118,6 +119,33 @@ TEST_F(UsageTest, CacheServesChecksAndRecordsDeliveries)
     EXPECT_EQ(strict.usage("alice", Freshness::cached).value(), (Usage{3, 142}));
     EXPECT_EQ(strict.usage("alice", Freshness::before_refusal).value(), (Usage{2, 5100}));
     EXPECT_FALSE(cache_text().ends_with("+12\n")); // a new count starts a new file
+}
+
+// A count made between a message's commit and the record of it (another delivery's check, in
+// another process) lists the message already: the record must not count it a second time. A
+// count made before the commit does not have it, and is added to.
+TEST_F(UsageTest, ADeliveryIsNotRecordedOntoACountThatAlreadyHasIt)
+{
+    put("alice/new/1.M1P1.host,S=100", "");
+    fs::create_directories(dir() / "alice/cur");
+    age();
+    MaildirUsage usage((dir() / "%u").string(),
+                       UsageCacheOptions{256, std::chrono::seconds(3600), std::chrono::seconds(0)});
+    ASSERT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{1, 100}));
+
+    // Committed, then counted (a refusal's recount in another process), then recorded.
+    put("alice/new/2.M2P2.host,S=30", "");
+    const std::int64_t committed = storage::now_ns();
+    ASSERT_EQ(usage.usage("alice", Freshness::before_refusal).value(), (Usage{2, 130}));
+    usage.delivered("alice", 30, committed);
+    EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{2, 130}));
+    EXPECT_FALSE(cache_text().ends_with("+30\n"));
+
+    // Counted, then committed and recorded: the count lacks it, the record adds it.
+    put("alice/new/3.M3P3.host,S=12", "");
+    usage.delivered("alice", 12, storage::now_ns());
+    EXPECT_TRUE(cache_text().ends_with("+12\n"));
+    EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{3, 142}));
 }
 
 TEST_F(UsageTest, TooManyRecordedDeliveriesOrAnOldCountMeanACount)
@@ -129,10 +157,10 @@ TEST_F(UsageTest, TooManyRecordedDeliveriesOrAnOldCountMeanACount)
                        UsageCacheOptions{2, std::chrono::seconds(3600), std::chrono::seconds(60)});
     EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{1, 10}));
     put("alice/new/2.M2P2.host,S=20", ""); // unrecorded: seen only by a count
-    usage.delivered("alice", 1);
-    usage.delivered("alice", 1);
+    usage.delivered("alice", 1, storage::now_ns());
+    usage.delivered("alice", 1, storage::now_ns());
     EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{3, 12}));
-    usage.delivered("alice", 1); // the third line: past max_recorded_deliveries
+    usage.delivered("alice", 1, storage::now_ns()); // the third line: past max_recorded_deliveries
     EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{2, 30}));
 
     MaildirUsage young((dir() / "%u").string(),
@@ -170,8 +198,8 @@ TEST_F(UsageTest, CorruptCacheIsCountedAgain)
     put("alice/new/1.M1P1.host,S=10", "");
     fs::create_directories(dir() / "alice/cur");
     for (const std::string garbage :
-         {"", "pigeon-quota 1\n", "pigeon-quota 2\n1 10 0 0 0 0 0 0 1\n", "pigeon-quota 1\nx y\n",
-          "pigeon-quota 1\n-1 10 0 0 0 0 0 0 1\n", "pigeon-quota 1\n1 10 0 0 0 0 0 0 1\n+abc\n"}) {
+         {"", "pigeon-quota 2\n", "pigeon-quota 2\n1 10 0 0 0 0 0 0 1\n", "pigeon-quota 2\nx y\n",
+          "pigeon-quota 2\n-1 10 0 0 0 0 0 0 1\n", "pigeon-quota 2\n1 10 0 0 0 0 0 0 1\n+abc\n"}) {
         put(std::string("alice/") + maildir_usage_file, garbage);
         MaildirUsage usage((dir() / "%u").string());
         EXPECT_EQ(usage.usage("alice", Freshness::cached).value(), (Usage{1, 10})) << garbage;
