@@ -1310,16 +1310,24 @@ Step<void> Driver::transfer()
     // more messages are on the way: a server that fails on one message must not cost the ones
     // before it (they would be downloaded again, and again, from a server that always fails
     // there). The message being received is abandoned (its file is removed).
-    const auto give_up = [&](Failure failure) -> Step<void> {
-        transfer.current.reset();
-        if (committer.busy()) {
-            committer.wait();
-        }
+    // The groups the committer has finished are applied (their messages recorded, DELE queued),
+    // or their fatal error ends the run.
+    const auto apply_finished = [&]() -> Step<void> {
         for (auto& done : committer.take_finished()) {
             if (done.fatal) {
                 return tl::unexpected(*done.fatal);
             }
             apply(std::move(done), transfer);
+        }
+        return {};
+    };
+    const auto give_up = [&](Failure failure) -> Step<void> {
+        transfer.current.reset();
+        if (committer.busy()) {
+            committer.wait();
+        }
+        if (auto applied = apply_finished(); !applied) {
+            return applied;
         }
         if (!transfer.batch.empty()) {
             Committed last = commit_group(messages, std::move(transfer.batch), transfer.now);
@@ -1332,11 +1340,8 @@ Step<void> Driver::transfer()
         return tl::unexpected(std::move(failure));
     };
     for (;;) {
-        for (auto& done : committer.take_finished()) {
-            if (done.fatal) {
-                return tl::unexpected(*done.fatal);
-            }
-            apply(std::move(done), transfer);
+        if (auto applied = apply_finished(); !applied) {
+            return applied;
         }
         const bool receiving_more = transfer.retrs_outstanding > 0 || !transfer.to_fetch.empty();
         const bool batch_due =
