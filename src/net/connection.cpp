@@ -633,6 +633,12 @@ asio::awaitable<void> Connection::commit(protocol::ServerSession& session,
             m_shared.log.info("expired: user={} messages={} expire_days={} session={}",
                               auth::log_escape(m_user), *committed, *expire_days, m_id);
         }
+    } else if (committed.error() == errc::maildrop_in_use) {
+        // The designed end of a session whose client reconnected and logged in again (the new
+        // session took the maildrop over): its deletions are the new session's to make.
+        m_shared.log.info("commit for user={} refused: the maildrop was taken over by a newer session "
+                          "session={}",
+                          auth::log_escape(m_user), m_id);
     } else {
         m_shared.log.error("commit for user={} failed: {} session={}", auth::log_escape(m_user),
                            committed.error().message(), m_id);

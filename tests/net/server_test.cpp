@@ -7,15 +7,19 @@
 #include "auth/memory/memory_passdb.hpp"
 #include "core/base64.hpp"
 #include "sasl/scram_endpoint.hpp"
+#include "storage/maildir/maildir_store.hpp"
 #include "storage/memory/memory_maildrop.hpp"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <regex>
 #include <sys/resource.h>
+#include <unistd.h>
 
 namespace pigeon::test {
 namespace {
@@ -387,6 +391,54 @@ TEST(Server, ThousandConnectionsFromOneAddress)
     ASSERT_TRUE(eventually([&] { return server.server().live_connections() == 0; }));
     TestClient after(server.port());
     EXPECT_EQ(after.line(), "+OK Pigeon POP3 server ready.\r\n");
+}
+
+// A client that reconnects and logs in while its old connection is still open (a dropped link
+// the server has not noticed) takes the maildrop over: the old session's QUIT deletes nothing,
+// and that is logged as the designed outcome (info), not as a failure.
+TEST(Server, AQuitAfterATakeoverDeletesNothingAndIsNoError)
+{
+    namespace fs = std::filesystem;
+    const fs::path root = fs::temp_directory_path() / ("pigeon-takeover-" + std::to_string(::getpid()));
+    fs::remove_all(root);
+    for (const char* folder : {"new", "cur", "tmp"}) {
+        fs::create_directories(root / "alice" / folder);
+    }
+    std::ofstream(root / "alice/new/1000.M1P1.host", std::ios::binary) << "Subject: one\r\n\r\nfirst\r\n";
+    std::ofstream(root / "alice/new/1001.M2P1.host", std::ios::binary) << "Subject: two\r\n\r\nsecond\r\n";
+    storage::MaildirOptions options;
+    options.path_template = (root / "%u").string();
+    options.takeover = true;
+    auto passdb = std::make_shared<auth::MemoryPassDb>();
+    passdb->add_user("alice", "secret");
+    {
+        TestServer server(test_services(std::make_shared<storage::MaildirStore>(options), passdb));
+        TestClient old_session(server.port());
+        old_session.line();
+        ASSERT_TRUE(login(old_session).starts_with("+OK Logged in"));
+        old_session.send("DELE 1\r\n");
+        ASSERT_TRUE(old_session.line().starts_with("+OK"));
+
+        TestClient new_session(server.port());
+        new_session.line();
+        ASSERT_TRUE(login(new_session).starts_with("+OK Logged in"));
+        old_session.send("QUIT\r\n");
+        EXPECT_TRUE(old_session.line().starts_with("-ERR [SYS/TEMP]"));
+        new_session.send("STAT\r\nQUIT\r\n");
+        EXPECT_TRUE(new_session.line().starts_with("+OK 2 "));
+        EXPECT_TRUE(new_session.line().starts_with("+OK"));
+        EXPECT_TRUE(eventually([&] {
+            return server.log().count("commit for user=alice refused: the maildrop was taken over") == 1;
+        }));
+        EXPECT_EQ(server.log().count("commit for user=alice failed"), 0U);
+    }
+    std::size_t files = 0;
+    for (const char* folder : {"new", "cur"}) {
+        files += static_cast<std::size_t>(
+            std::distance(fs::directory_iterator(root / "alice" / folder), fs::directory_iterator()));
+    }
+    EXPECT_EQ(files, 2U);
+    fs::remove_all(root);
 }
 
 // A maildrop whose readers count the bytes they hand out.
