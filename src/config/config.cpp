@@ -401,7 +401,7 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
     if (const auto* t = r.table(root, "limits")) {
         r.known_keys(*t, "limits",
                      {"max_connections", "max_connections_per_ip", "max_bad_commands", "login_timeout",
-                      "idle_timeout", "output_buffer", "shutdown_grace"});
+                      "idle_timeout", "output_buffer", "shutdown_grace", "refusal_delay"});
         using namespace std::chrono_literals;
         r.number(*t, "limits", "max_connections", config.limits.max_connections, 1, 1'000'000);
         r.number(*t, "limits", "max_connections_per_ip", config.limits.max_connections_per_ip, 1, 1'000'000);
@@ -412,6 +412,7 @@ void read_sections(Reader& r, const toml::table& root, Config& config, const std
         r.number(*t, "limits", "output_buffer", config.limits.output_buffer, 4096,
                  std::int64_t{16} * 1024 * 1024);
         r.duration(*t, "limits", "shutdown_grace", config.limits.shutdown_grace, 0s, 3600s);
+        r.duration(*t, "limits", "refusal_delay", config.limits.refusal_delay, 0ms, 60'000ms);
     }
     if (const auto* t = r.table(root, "log")) {
         r.known_keys(*t, "log", {"level", "destination"});

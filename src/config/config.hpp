@@ -99,6 +99,8 @@ struct Limits {
     std::chrono::seconds idle_timeout{600};
     std::uint32_t output_buffer = 64 * 1024;
     std::chrono::seconds shutdown_grace{30};
+    // A connection refused over max_connections(_per_ip) is answered after this long (0: at once).
+    std::chrono::milliseconds refusal_delay{1000};
 };
 
 struct Log {

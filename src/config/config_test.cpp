@@ -24,6 +24,7 @@ TEST(Config, DefaultsFromAMinimalFile)
     EXPECT_EQ(config->auth.plaintext, "loopback");
     EXPECT_EQ(config->limits.idle_timeout, std::chrono::seconds(600));
     EXPECT_EQ(config->limits.login_timeout, std::chrono::seconds(60));
+    EXPECT_EQ(config->limits.refusal_delay, std::chrono::milliseconds(1000));
 }
 
 TEST(Config, EveryKeyIsRead)
@@ -91,6 +92,7 @@ login_timeout = "30s"
 idle_timeout = "15m"
 output_buffer = 8192
 shutdown_grace = 5
+refusal_delay = "250ms"
 
 [log]
 level = "debug"
@@ -123,6 +125,7 @@ destination = "syslog"
     EXPECT_TRUE(config->pop3.enable_last);
     EXPECT_EQ(config->limits.idle_timeout, std::chrono::seconds(900));
     EXPECT_EQ(config->limits.shutdown_grace, std::chrono::seconds(5));
+    EXPECT_EQ(config->limits.refusal_delay, std::chrono::milliseconds(250));
     EXPECT_EQ(config->log.destination, "syslog");
 }
 

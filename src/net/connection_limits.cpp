@@ -1,5 +1,7 @@
 #include "net/connection_limits.hpp"
 
+#include <algorithm>
+
 namespace pigeon::net {
 
 ConnectionLimits::Slot& ConnectionLimits::Slot::operator=(Slot&& other) noexcept
@@ -17,6 +19,23 @@ void ConnectionLimits::Slot::release() noexcept
 {
     if (m_owner != nullptr) {
         m_owner->release(m_address);
+        m_owner = nullptr;
+    }
+}
+
+ConnectionLimits::Hold& ConnectionLimits::Hold::operator=(Hold&& other) noexcept
+{
+    if (this != &other) {
+        release();
+        m_owner = std::exchange(other.m_owner, nullptr);
+    }
+    return *this;
+}
+
+void ConnectionLimits::Hold::release() noexcept
+{
+    if (m_owner != nullptr) {
+        m_owner->end_hold();
         m_owner = nullptr;
     }
 }
@@ -48,6 +67,47 @@ void ConnectionLimits::set_limits(std::uint32_t max_total, std::uint32_t max_per
     m_max_per_address = max_per_address;
 }
 
+std::optional<ConnectionLimits::Hold> ConnectionLimits::try_hold()
+{
+    const std::lock_guard guard(m_mutex);
+    if (m_refusal_delay.count() <= 0 || m_held >= max_held_locked()) {
+        return std::nullopt;
+    }
+    ++m_held;
+    return Hold(this);
+}
+
+void ConnectionLimits::set_refusal_delay(std::chrono::milliseconds delay, std::uint32_t max_held)
+{
+    const std::lock_guard guard(m_mutex);
+    m_refusal_delay = delay;
+    m_max_held = max_held;
+}
+
+std::chrono::milliseconds ConnectionLimits::refusal_delay() const
+{
+    const std::lock_guard guard(m_mutex);
+    return m_refusal_delay;
+}
+
+std::uint32_t ConnectionLimits::max_held() const
+{
+    const std::lock_guard guard(m_mutex);
+    return max_held_locked();
+}
+
+std::uint32_t ConnectionLimits::max_held_locked() const
+{
+    static constexpr std::uint32_t at_least = 64;
+    return m_max_held != 0 ? m_max_held : std::max(at_least, m_max_total / 10);
+}
+
+std::uint32_t ConnectionLimits::held() const
+{
+    const std::lock_guard guard(m_mutex);
+    return m_held;
+}
+
 std::uint32_t ConnectionLimits::total() const
 {
     const std::lock_guard guard(m_mutex);
@@ -69,6 +129,12 @@ void ConnectionLimits::release(const std::string& address) noexcept
     if (found != m_per_address.end() && --found->second == 0) {
         m_per_address.erase(found);
     }
+}
+
+void ConnectionLimits::end_hold() noexcept
+{
+    const std::lock_guard guard(m_mutex);
+    --m_held;
 }
 
 } // namespace pigeon::net

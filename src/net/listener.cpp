@@ -1,6 +1,7 @@
 #include "net/listener.hpp"
 
 #include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/v6_only.hpp>
 #include <asio/steady_timer.hpp>
@@ -35,7 +36,7 @@ Listener::Listener(asio::io_context& accept_context, TlsMode mode,
                    std::function<asio::io_context&()> next_loop, ServicesSource& services,
                    ConnectionLimits& limits, SharedState& shared)
     : m_acceptor(accept_context), m_mode(mode), m_next_loop(std::move(next_loop)), m_services(services),
-      m_limits(limits), m_shared(shared)
+      m_limits(limits), m_shared(shared), m_held_timer(accept_context)
 {
 }
 
@@ -99,6 +100,37 @@ void Listener::close()
 {
     std::error_code ignored;
     m_acceptor.close(ignored);
+    m_held_timer.cancel();
+}
+
+void Listener::refuse(asio::ip::tcp::socket& socket) const
+{
+    // A best-effort answer: the line is short and the socket's buffer empty, so it goes out
+    // without waiting (or not at all, if the client left).
+    std::error_code ignored;
+    socket.non_blocking(true, ignored);
+    static constexpr std::string_view refusal = "-ERR [SYS/TEMP] Too many connections, try again later.\r\n";
+    if (m_mode != TlsMode::implicit) {
+        socket.write_some(asio::buffer(refusal), ignored);
+    }
+    socket.close(ignored);
+}
+
+asio::awaitable<void> Listener::answer_held()
+{
+    while (!m_held.empty()) {
+        if (m_acceptor.is_open()) {
+            m_held_timer.expires_at(m_held.front().due);
+            co_await m_held_timer.async_wait(nothrow);
+        }
+        const bool closing = !m_acceptor.is_open();
+        const auto now = std::chrono::steady_clock::now();
+        while (!m_held.empty() && (closing || m_held.front().due <= now)) {
+            refuse(m_held.front().socket);
+            m_held.pop_front();
+        }
+    }
+    m_answering = false;
 }
 
 std::optional<std::uint64_t> Listener::LogBudget::admit(std::chrono::steady_clock::time_point now)
@@ -139,15 +171,18 @@ asio::awaitable<void> Listener::run()
                     why == ConnectionLimits::Refusal::total ? "max_connections" : "max_connections_per_ip",
                     *skipped);
             }
-            // A best-effort answer: the socket is fresh, so a short line goes out without waiting.
-            std::error_code ignored;
-            socket.non_blocking(true, ignored);
-            static constexpr std::string_view refusal =
-                "-ERR [SYS/TEMP] Too many connections, try again later.\r\n";
-            if (m_mode != TlsMode::implicit) {
-                socket.write_some(asio::buffer(refusal), ignored);
+            // Held for the refusal delay if there is room: a client that reconnects as soon as
+            // it is refused then waits that long between its attempts.
+            if (auto hold = m_limits.try_hold(); hold && m_acceptor.is_open()) {
+                m_held.push_back({std::move(socket),
+                                  std::chrono::steady_clock::now() + m_limits.refusal_delay(),
+                                  std::move(*hold)});
+                if (!std::exchange(m_answering, true)) {
+                    asio::co_spawn(m_acceptor.get_executor(), answer_held(), asio::detached);
+                }
+            } else {
+                refuse(socket);
             }
-            socket.close(ignored);
             continue;
         }
         auto connection = std::make_shared<Connection>(std::move(socket), m_mode, m_services.current(),

@@ -1,5 +1,6 @@
 // A listening socket: accepts connections and hands each to one of the event loops (round
-// robin), after the connection limits. A refused client gets "-ERR [SYS/TEMP]" and a close.
+// robin), after the connection limits. A refused client gets "-ERR [SYS/TEMP]" and a close,
+// after the refusal delay while the limits have room to hold it (net/connection_limits.hpp).
 #pragma once
 
 #include "net/connection.hpp"
@@ -8,9 +9,11 @@
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -62,6 +65,11 @@ private:
     Listener(asio::io_context& accept_context, TlsMode mode, std::function<asio::io_context&()> next_loop,
              ServicesSource& services, ConnectionLimits& limits, SharedState& shared);
 
+    // Answers a refused connection ("-ERR [SYS/TEMP]" unless implicit TLS) and closes it.
+    void refuse(asio::ip::tcp::socket& socket) const;
+    // Answers the held refusals as they fall due; on close(), all of them at once.
+    asio::awaitable<void> answer_held();
+
     asio::ip::tcp::acceptor m_acceptor;
     TlsMode m_mode;
     std::function<asio::io_context&()> m_next_loop;
@@ -78,6 +86,17 @@ private:
         std::optional<std::uint64_t> admit(std::chrono::steady_clock::time_point now);
     };
     LogBudget m_refusal_log;
+
+    // Refused connections waiting for their answer, oldest first (the same delay for all, so
+    // in order of their due time); answered by answer_held(), which runs while any wait.
+    struct HeldRefusal {
+        asio::ip::tcp::socket socket;
+        std::chrono::steady_clock::time_point due;
+        ConnectionLimits::Hold hold;
+    };
+    std::deque<HeldRefusal> m_held;
+    asio::steady_timer m_held_timer;
+    bool m_answering = false;
     LogBudget m_accept_error_log;
 };
 

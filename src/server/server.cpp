@@ -227,6 +227,7 @@ Tuning tuning_from(const config::Config& config)
     tuning.max_connections = config.limits.max_connections;
     tuning.max_connections_per_ip = config.limits.max_connections_per_ip;
     tuning.shutdown_grace = config.limits.shutdown_grace;
+    tuning.refusal_delay = config.limits.refusal_delay;
     tuning.throttle.base_delay = config.auth.failure_delay;
     tuning.throttle.max_delay = config.auth.max_failure_delay;
     tuning.throttle.forget_after = config.auth.forget_failures_after;
@@ -300,6 +301,7 @@ Server::Server(std::shared_ptr<const net::Services> services, std::vector<Listen
     // OpenSSL writes TLS records with write(2): a client that has gone away must be an EPIPE
     // error on its own connection, not a SIGPIPE that ends the whole server.
     (void)std::signal(SIGPIPE, SIG_IGN);
+    m_limits.set_refusal_delay(tuning.refusal_delay, tuning.max_held_refusals);
     const auto loops = loop_count(tuning.threads);
     for (std::uint32_t i = 0; i < loops; ++i) {
         m_loops.push_back(std::make_unique<asio::io_context>(1));
@@ -570,6 +572,7 @@ void Server::replace_services(std::shared_ptr<const net::Services> services, con
 {
     m_services.replace(std::move(services));
     m_limits.set_limits(tuning.max_connections, tuning.max_connections_per_ip);
+    m_limits.set_refusal_delay(tuning.refusal_delay, tuning.max_held_refusals);
     m_throttle.set_options(tuning.throttle);
     m_verify_gate.set_per_address(verifying_per_ip(tuning));
 }

@@ -41,6 +41,8 @@ struct Tuning {
     std::uint32_t max_connections = 10'000;
     std::uint32_t max_connections_per_ip = 50;
     std::chrono::milliseconds shutdown_grace{30'000};
+    std::chrono::milliseconds refusal_delay{1000}; // limits.refusal_delay
+    std::uint32_t max_held_refusals = 0;           // 0: a tenth of max_connections, at least 64
     auth::ThrottleOptions throttle;
     std::uint32_t max_verifying_per_ip = 0; // auth.max_concurrent_per_ip; 0: half the workers, at least 1
 };

@@ -393,6 +393,71 @@ TEST(Server, ThousandConnectionsFromOneAddress)
     EXPECT_EQ(after.line(), "+OK Pigeon POP3 server ready.\r\n");
 }
 
+// limits.refusal_delay: a connection over the limits is answered after the delay, so a client that
+// reconnects as soon as it is refused (a password sprayer) opens one connection per delay, not
+// thousands a second.
+TEST(Server, ARefusedConnectionIsAnsweredAfterTheRefusalDelay)
+{
+    Fixture f;
+    auto tuning = test_tuning();
+    tuning.max_connections_per_ip = 1;
+    tuning.refusal_delay = std::chrono::milliseconds(700);
+    TestServer server(test_services(f.store, f.passdb), tuning);
+    TestClient first(server.port());
+    ASSERT_EQ(first.line(), "+OK Pigeon POP3 server ready.\r\n");
+    const auto began = std::chrono::steady_clock::now();
+    TestClient refused(server.port());
+    EXPECT_EQ(refused.line(), "-ERR [SYS/TEMP] Too many connections, try again later.\r\n");
+    EXPECT_GE(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(700));
+    EXPECT_TRUE(refused.eof());
+    // The session that holds the address's place is not disturbed.
+    EXPECT_TRUE(login(first).starts_with("+OK Logged in"));
+}
+
+// At most max_held_refusals wait; the next refusals are answered at once, and a stop answers the
+// waiting ones without waiting out their delay.
+TEST(Server, RefusalsBeyondTheHeldOnesAreAnsweredAtOnceAndAStopAnswersTheHeld)
+{
+    Fixture f;
+    auto tuning = test_tuning();
+    tuning.max_connections_per_ip = 1;
+    tuning.refusal_delay = std::chrono::milliseconds(600'000);
+    tuning.max_held_refusals = 2;
+    TestServer server(test_services(f.store, f.passdb), tuning);
+    TestClient first(server.port());
+    ASSERT_EQ(first.line(), "+OK Pigeon POP3 server ready.\r\n");
+    TestClient held1(server.port());
+    TestClient held2(server.port());
+    // Both wait (the listener accepts in order, so they are held before the next one is seen).
+    TestClient over(server.port());
+    EXPECT_EQ(over.line(), "-ERR [SYS/TEMP] Too many connections, try again later.\r\n");
+    EXPECT_TRUE(over.eof());
+    server.stop();
+    for (auto* held : {&held1, &held2}) {
+        EXPECT_EQ(held->line(), "-ERR [SYS/TEMP] Too many connections, try again later.\r\n");
+        EXPECT_TRUE(held->eof());
+    }
+}
+
+// The held places are given back: after the held refusal is answered, the next one waits again.
+TEST(Server, AnsweredRefusalsGiveTheirHeldPlaceBack)
+{
+    Fixture f;
+    auto tuning = test_tuning();
+    tuning.max_connections_per_ip = 1;
+    tuning.refusal_delay = std::chrono::milliseconds(300);
+    tuning.max_held_refusals = 1;
+    TestServer server(test_services(f.store, f.passdb), tuning);
+    TestClient first(server.port());
+    ASSERT_EQ(first.line(), "+OK Pigeon POP3 server ready.\r\n");
+    for (int round = 0; round < 3; ++round) {
+        const auto began = std::chrono::steady_clock::now();
+        TestClient refused(server.port());
+        EXPECT_EQ(refused.line(), "-ERR [SYS/TEMP] Too many connections, try again later.\r\n");
+        EXPECT_GE(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(300)) << round;
+    }
+}
+
 // A client that reconnects and logs in while its old connection is still open (a dropped link
 // the server has not noticed) takes the maildrop over: the old session's QUIT deletes nothing,
 // and that is logged as the designed outcome (info), not as a failure.
