@@ -52,7 +52,9 @@ void add_file_directories(std::vector<std::string>& out, const std::string& file
 }
 
 // What the C library (user and group names, time zone), OpenSSL (its configuration) and the
-// sanitizer runtimes read; nothing there is written.
+// sanitizer runtimes read; nothing there is written. All of /proc, not only this process's
+// directory: a maildrop lock left by another process is judged stale from /proc/PID/stat of
+// that PID (storage/maildrop_lock.cpp), and the boot id is in /proc/sys.
 constexpr std::array<const char*, 10> system_read_paths{
     "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/localtime", "/etc/ssl",
     "/usr",        "/proc",      "/dev/urandom",       "/dev/null",      "/etc/hosts"};
