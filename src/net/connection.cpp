@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -182,9 +183,11 @@ void Connection::Transport::cancel() noexcept
 bool Connection::Transport::peer_closed() noexcept
 {
     // A FIN already received (the client gave up while its attempt waited) reads as 0 without
-    // consuming anything; pending bytes or nothing yet both mean it may still be there.
+    // consuming anything, a reset (a client closing with our replies unread) as an error;
+    // pending bytes or nothing yet both mean it may still be there.
     char byte = 0;
-    return ::recv(socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    const ssize_t peeked = ::recv(socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 void Connection::Transport::close() noexcept
@@ -271,6 +274,27 @@ asio::awaitable<void> Connection::sleep(std::chrono::milliseconds delay)
     ++m_timer_generation;
     m_timer.expires_after(delay);
     co_await m_timer.async_wait(nothrow);
+}
+
+asio::awaitable<void> Connection::sleep_unless_closed(std::chrono::milliseconds delay)
+{
+    if (delay.count() <= 0) {
+        co_return;
+    }
+    const auto generation = ++m_timer_generation;
+    m_timer.expires_after(delay);
+    // Nothing else waits on the socket while an attempt waits. The first readiness is checked
+    // once: a FIN ends the wait; pipelined bytes leave it to the timer (no polling).
+    m_transport.socket().async_wait(
+        asio::ip::tcp::socket::wait_read, [self = shared_from_this(), generation](std::error_code ec) {
+            if (!ec && generation == self->m_timer_generation && self->m_transport.peer_closed()) {
+                self->m_timer.cancel();
+            }
+        });
+    co_await m_timer.async_wait(nothrow);
+    ++m_timer_generation; // a readiness reported from now on is not this wait's
+    std::error_code ignored;
+    m_transport.socket().cancel(ignored);
 }
 
 asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self)
@@ -382,7 +406,10 @@ Connection::AttemptSlot::~AttemptSlot()
 asio::awaitable<std::optional<std::chrono::milliseconds>> Connection::wait_penalty(const AttemptSlot& slot)
 {
     const auto left = login_time_left();
-    co_await sleep(std::min(slot.penalty(), left));
+    // A client that gives up while its attempt waits (a sprayer's connection closed at once)
+    // ends it now: its place among the address's attempts in flight is not held for the
+    // penalty, which would make the address's next attempt wait for it.
+    co_await sleep_unless_closed(std::min(slot.penalty(), left));
     if (m_aborted || slot.penalty() >= left || m_transport.peer_closed()) {
         co_return std::nullopt;
     }

@@ -215,6 +215,9 @@ private:
     // Performs one step; false when the connection is over.
     asio::awaitable<bool> perform(protocol::ServerSession& session, protocol::Step& step);
     asio::awaitable<void> sleep(std::chrono::milliseconds delay);
+    // The same, ended early if the client closes the connection meanwhile (noticed when the
+    // socket first becomes readable; data sent meanwhile does not end it).
+    asio::awaitable<void> sleep_unless_closed(std::chrono::milliseconds delay);
     // A mechanism that verified its own proof (SCRAM, CRAM-MD5) failed: log, count, delay.
     asio::awaitable<void> account_mechanism_failure();
     void arm(std::chrono::milliseconds timeout);

@@ -110,6 +110,7 @@ public:
 
     [[nodiscard]] const net::ServerCounters& counters() const noexcept { return m_counters; }
     [[nodiscard]] std::size_t live_connections() const { return m_registry.size(); }
+    [[nodiscard]] auth::AuthThrottle& throttle() noexcept { return m_throttle; }
     [[nodiscard]] spdlog::logger& log() noexcept { return *m_log; }
 
 private:

@@ -683,6 +683,31 @@ TEST(Server, FailedLoginsLogOneMatchableLineAndAreDelayed)
     EXPECT_EQ(matched, 2);
 }
 
+// An attempt waiting out its address's penalty ends when its client closes the connection: its
+// place among the address's attempts in flight is given back at once, not after the penalty (a
+// sprayer's closed connections would otherwise push the address's next attempt, a real user's
+// perhaps, past the login timeout).
+TEST(Server, AnAttemptWaitingItsPenaltyEndsWhenItsClientLeaves)
+{
+    Fixture f;
+    auto tuning = test_tuning();
+    tuning.throttle.base_delay = 20'000ms;
+    tuning.throttle.max_delay = 20'000ms;
+    tuning.throttle.free_failures = 0;
+    TestServer server(test_services(f.store, f.passdb), tuning);
+    auto& throttle = server.server().throttle();
+    throttle.record_failure("127.0.0.1", "mallory", auth::AuthThrottle::Clock::now());
+    {
+        TestClient waiting(server.port());
+        waiting.line();
+        waiting.send("USER alice\r\nPASS secret\r\n");
+        ASSERT_TRUE(eventually([&] { return throttle.attempts_in_flight() == 1; }));
+    }
+    // Well within the 20 s penalty.
+    EXPECT_TRUE(eventually([&] { return throttle.attempts_in_flight() == 0; }, 5'000ms));
+    EXPECT_TRUE(eventually([&] { return server.server().live_connections() == 0; }, 5'000ms));
+}
+
 TEST(Server, ReloadReplacesTheUserDatabaseWithoutDroppingSessions)
 {
     Fixture f;
