@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <deque>
 #include <fmt/format.h>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <openssl/evp.h>
@@ -1134,8 +1135,13 @@ Step<void> Driver::on_body(std::string_view bytes, const std::vector<ServerMessa
     transfer.current_octets += bytes.size();
     // A server that streams far more than LIST announced would fill the disk behind size_limit's
     // back: the connection is dropped (the message stays on the server).
+    // (Saturating: a LIST size near 2^64 must not wrap the bound round to a few octets.)
     const std::uint64_t announced = messages[transfer.outstanding.front().index].octets;
-    if (transfer.current_octets > announced + announced / 2 + std::uint64_t{1024} * 1024) {
+    const std::uint64_t slack = announced / 2 + std::uint64_t{1024} * 1024;
+    const std::uint64_t bound = announced > std::numeric_limits<std::uint64_t>::max() - slack
+                                    ? std::numeric_limits<std::uint64_t>::max()
+                                    : announced + slack;
+    if (transfer.current_octets > bound) {
         return tl::unexpected(Failure{
             Outcome::protocol, fmt::format("message {} is far larger than the {} octets LIST announced",
                                            messages[transfer.outstanding.front().index].number, announced)});

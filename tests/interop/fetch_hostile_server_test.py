@@ -658,6 +658,11 @@ def cases(sanitized: bool) -> list[Case]:
                                       stall)},
                  list_=[f"1 {len(MESSAGES[1])}".encode(), b"2 10"]),
              76, {1}, error="far larger than the 10 octets"),
+        # 1.5 times this plus 1 MiB is 2^64: a bound computed without saturation wraps to 0 and
+        # refuses the first byte of an ordinary message.
+        Case("09b-list-size-that-wraps-the-bound",
+             lambda slot: FakePop3(list_=[f"1 {len(MESSAGES[1])}".encode(), b"2 12297829382472335360"]),
+             0, {1, 2}),
         Case("10a-multiline-answer-to-user",
              lambda slot: FakePop3({"USER": lambda s: s.send(
                  b"+OK send PASS\r\n1 extra line\r\n2 and another\r\n.\r\n")}),
