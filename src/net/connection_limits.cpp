@@ -90,22 +90,10 @@ std::chrono::milliseconds ConnectionLimits::refusal_delay() const
     return m_refusal_delay;
 }
 
-std::uint32_t ConnectionLimits::max_held() const
-{
-    const std::lock_guard guard(m_mutex);
-    return max_held_locked();
-}
-
 std::uint32_t ConnectionLimits::max_held_locked() const
 {
     static constexpr std::uint32_t at_least = 64;
     return m_max_held != 0 ? m_max_held : std::max(at_least, m_max_total / 10);
-}
-
-std::uint32_t ConnectionLimits::held() const
-{
-    const std::lock_guard guard(m_mutex);
-    return m_held;
 }
 
 std::uint32_t ConnectionLimits::total() const

@@ -5,8 +5,8 @@
 // A refused connection is answered after the refusal delay (limits.refusal_delay), so that a
 // client reconnecting in a loop (a password sprayer with more connections than its address may
 // have) opens a connection per delay instead of thousands a second. A Hold counts one refused
-// connection waiting for its answer; at most max_held() wait (a tenth of max_connections, at
-// least 64), beyond that a refusal is answered at once.
+// connection waiting for its answer; at most a tenth of max_connections (at least 64) wait,
+// beyond that a refusal is answered at once.
 #pragma once
 
 #include <chrono>
@@ -75,13 +75,11 @@ public:
     void set_limits(std::uint32_t max_total, std::uint32_t max_per_address);
 
     // A place for a refused connection to wait refusal_delay() before its answer, or nothing
-    // (answer at once): the delay is zero or max_held() refusals already wait.
+    // (answer at once): the delay is zero or the most refusals allowed to wait already do.
     [[nodiscard]] std::optional<Hold> try_hold();
     // max_held 0: a tenth of max_connections, at least 64.
     void set_refusal_delay(std::chrono::milliseconds delay, std::uint32_t max_held = 0);
     [[nodiscard]] std::chrono::milliseconds refusal_delay() const;
-    [[nodiscard]] std::uint32_t max_held() const;
-    [[nodiscard]] std::uint32_t held() const;
 
     [[nodiscard]] std::uint32_t total() const;
     [[nodiscard]] std::uint32_t from(const std::string& address) const;
