@@ -66,7 +66,13 @@ std::uint32_t loop_count(std::uint32_t configured)
     return std::max(1U, std::thread::hardware_concurrency());
 }
 
-std::size_t worker_count(std::uint32_t configured);
+std::size_t worker_count(std::uint32_t configured)
+{
+    if (configured != 0) {
+        return configured;
+    }
+    return std::max(2U, std::thread::hardware_concurrency());
+}
 
 // One address's password checks at once: by default half the workers, so a burst of guesses
 // from one address leaves the other half to everyone else's logins.
@@ -76,14 +82,6 @@ std::uint32_t verifying_per_ip(const Tuning& tuning)
         return tuning.max_verifying_per_ip;
     }
     return static_cast<std::uint32_t>(std::max<std::size_t>(1, worker_count(tuning.worker_threads) / 2));
-}
-
-std::size_t worker_count(std::uint32_t configured)
-{
-    if (configured != 0) {
-        return configured;
-    }
-    return std::max(2U, std::thread::hardware_concurrency());
 }
 
 std::string machine_name()
