@@ -46,8 +46,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from benchlib import ServerProcess, doveconf_warnings, make_maildir, percentile, sha512_crypt, tool_versions, \
-    write_passwd
+from benchlib import ServerProcess, doveconf_warnings, make_maildir, percentile, sha512_crypt, timed_pop3_login, \
+    tool_versions, write_passwd
 
 SERVER_ADDR = "127.0.0.1"
 ATTACKER_ADDR = "127.0.0.1"
@@ -96,36 +96,9 @@ def write_maildir(root: str, user: str, messages: int) -> None:
 
 def pop3_login(port: int, timeout: float, source: str = LEGIT_ADDR) -> tuple[float, float, str | None]:
     """One full login of LEGIT_USER from `source`: (total s, s until PASS was answered, error)."""
-    t0 = time.perf_counter()
-    t_auth = float("nan")
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.bind((source, 0))
-        s.connect((SERVER_ADDR, port))
-        f = s.makefile("rb")
-
-        def expect_ok(what: str) -> None:
-            line = f.readline(1024)
-            if not line.startswith(b"+OK"):
-                raise RuntimeError(f"{what}: {line[:80]!r}")
-
-        expect_ok("greeting")
-        s.sendall(f"USER {LEGIT_USER}\r\n".encode())
-        expect_ok("USER")
-        s.sendall(f"PASS {LEGIT_PASSWORD}\r\n".encode())
-        expect_ok("PASS")
-        t_auth = time.perf_counter() - t0
-        s.sendall(b"STAT\r\n")
-        expect_ok("STAT")
-        s.sendall(b"QUIT\r\n")
-        expect_ok("QUIT")
-        return time.perf_counter() - t0, t_auth, None
-    except Exception as e:  # noqa: BLE001 - every failure is a data point
-        return time.perf_counter() - t0, t_auth, f"{type(e).__name__}: {e}"[:200]
-    finally:
-        s.close()
+    t_auth, total, err = timed_pop3_login(SERVER_ADDR, port, source, LEGIT_USER, LEGIT_PASSWORD, timeout,
+                                          (b"STAT",))
+    return total, float("nan") if t_auth is None else t_auth, None if err is None else err[:200]
 
 
 def legit_process(port: int, interval: float, max_logins: int, max_seconds: float, timeout: float,

@@ -1,8 +1,9 @@
-"""Helpers shared by the loopback POP3 benchmarks bench/pop3_vs_dovecot.py and bench/auth_burst.py.
+"""Helpers shared by the loopback POP3 benchmarks in bench/ (pop3_vs_dovecot.py, auth_burst.py,
+soak_sessions.py, login_storm.py).
 
 /proc sampling (CPU, Pss, RSS and descriptors of a process or of a process tree), nearest-rank
-percentiles, free loopback ports, test data on disk (Maildir, passwd-file, SHA512-CRYPT hashes),
-and ServerProcess: a server started by pid from its own directory, polled until it greets, and
+percentiles, free loopback ports, a timed blocking POP3 login, a bounded wait for asyncio tasks,
+test data on disk (Maildir, passwd-file, SHA512-CRYPT hashes), and ServerProcess: a server started by pid from its own directory, polled until it greets, and
 stopped by pid (SIGTERM, then SIGKILL; for Dovecot also the descendants seen before).
 
 Standard library only. The scripts import it from their own directory (`python3 bench/X.py` puts
@@ -10,6 +11,7 @@ bench/ first on sys.path).
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import shutil
@@ -111,6 +113,51 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     s = sorted(values)
     return s[min(len(s) - 1, max(0, math.ceil(q / 100.0 * len(s)) - 1))]  # nearest rank
+
+
+def timed_pop3_login(host: str, port: int, source: str, user: str, password: str, timeout: float,
+                     commands: tuple[bytes, ...] = ()) -> tuple[float | None, float, str | None]:
+    """One blocking login from `source`: greeting, USER, PASS, then each of `commands` and QUIT,
+    every answer +OK. (seconds until PASS was answered or None, seconds in all, error or None)."""
+    t0 = time.perf_counter()
+    t_login = None
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.bind((source, 0))
+        s.connect((host, port))
+        f = s.makefile("rb")
+
+        def expect_ok(what: str) -> None:
+            line = f.readline(1024)
+            if not line.startswith(b"+OK"):
+                raise RuntimeError(f"{what}: {line[:80]!r}")
+
+        expect_ok("greeting")
+        s.sendall(f"USER {user}\r\n".encode())
+        expect_ok("USER")
+        s.sendall(f"PASS {password}\r\n".encode())
+        expect_ok("PASS")
+        t_login = time.perf_counter() - t0
+        for command in (*commands, b"QUIT"):
+            s.sendall(command + b"\r\n")
+            expect_ok(command.decode())
+        return t_login, time.perf_counter() - t0, None
+    except Exception as e:  # noqa: BLE001 - every failure is a data point
+        return t_login, time.perf_counter() - t0, f"{type(e).__name__}: {e}"
+    finally:
+        s.close()
+
+
+async def wait_bounded(tasks: list, timeout: float) -> int:
+    """Waits up to `timeout` s for the tasks, then cancels and reaps the rest: how many that was."""
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    return len(pending)
 
 
 def tool_versions(**argvs: list[str]) -> dict[str, str]:

@@ -50,7 +50,7 @@ import tempfile
 import time
 from collections import Counter
 
-from benchlib import make_maildir, percentile, tool_versions, write_passwd
+from benchlib import make_maildir, percentile, timed_pop3_login, tool_versions, wait_bounded, write_passwd
 from soak_sessions import HOST, Pigeond, find_pigeon_cli, log, machine_ticks, make_hashes, message, \
     proc_cpu_ms, proc_status, raise_nofile
 
@@ -62,34 +62,8 @@ N_OTHER = 100
 
 def one_login(port: int, source: str, user: str, password: str, timeout: float):
     """(login s, session s, error): connect, greeting, USER, PASS, QUIT."""
-    t0 = time.perf_counter()
-    t_login = None
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.bind((source, 0))
-        s.connect((HOST, port))
-        f = s.makefile("rb")
-
-        def expect_ok(what):
-            line = f.readline(1024)
-            if not line.startswith(b"+OK"):
-                raise RuntimeError(f"{what}: {line[:80]!r}")
-
-        expect_ok("greeting")
-        s.sendall(f"USER {user}\r\n".encode())
-        expect_ok("USER")
-        s.sendall(f"PASS {password}\r\n".encode())
-        expect_ok("PASS")
-        t_login = time.perf_counter() - t0
-        s.sendall(b"QUIT\r\n")
-        expect_ok("QUIT")
-        return t_login, time.perf_counter() - t0, None
-    except Exception as e:  # noqa: BLE001 - every failure is a data point
-        return t_login, time.perf_counter() - t0, f"{type(e).__name__}: {e}"[:160]
-    finally:
-        s.close()
+    login, total, err = timed_pop3_login(HOST, port, source, user, password, timeout)
+    return login, total, None if err is None else err[:160]
 
 
 def real_user(port, source, user, password, interval, seconds, timeout, seed, start_evt, out_q) -> None:
@@ -233,10 +207,7 @@ async def _storm(port: int, concurrency: int, seconds: float, max_attempts: int,
 
     t0 = time.monotonic()
     tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    _, pending = await asyncio.wait(tasks, timeout=seconds + 5)
-    for t in pending:
-        t.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await wait_bounded(tasks, seconds + 5)
     wall = time.monotonic() - t0
 
     def dist(v):

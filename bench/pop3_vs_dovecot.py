@@ -70,7 +70,8 @@ import time
 from collections import Counter
 
 from benchlib import (ServerProcess, checked_pigeond_argv, count_fds, doveconf_warnings, free_port, make_maildir,
-                      percentile, sha512_crypt, tool_versions, tree_cpu_ms, write_passwd as write_passwd_file)
+                      percentile, sha512_crypt, tool_versions, tree_cpu_ms, wait_bounded,
+                      write_passwd as write_passwd_file)
 
 DATA_VERSION = "v1"  # bump when the generated mail changes
 HOST = "127.0.0.1"
@@ -638,12 +639,8 @@ async def _idle_sessions(server: Server, tls: bool, users: list[str], concurrenc
     base_fds = count_fds(server.pids())
     t0 = time.monotonic()
     tasks = [asyncio.create_task(one(u)) for u in users]
-    done, pending = await asyncio.wait(tasks, timeout=seconds + 35)
-    for t in pending:
-        t.cancel()
-    if pending:
-        errors["cancelled at time limit"] += len(pending)
-        await asyncio.gather(*pending, return_exceptions=True)
+    if cancelled := await wait_bounded(tasks, seconds + 35):
+        errors["cancelled at time limit"] += cancelled
     open_s = time.monotonic() - t0
     await asyncio.sleep(2.0)  # let the server settle (Dovecot's pop3 processes finish starting up)
     server.check_alive("idle sessions")
@@ -707,10 +704,7 @@ async def _warm_users(server: Server, users: list[str], concurrency: int, second
                     w.close()
 
     tasks = [asyncio.create_task(one(u)) for u in users]
-    _, pending = await asyncio.wait(tasks, timeout=seconds + 65)
-    for t in pending:
-        t.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await wait_bounded(tasks, seconds + 65)
     return ok
 
 

@@ -57,7 +57,7 @@ import time
 from collections import Counter
 
 from benchlib import (ServerProcess, checked_pigeond_argv, count_fds, make_maildir, percentile, read_stat,
-                      sha512_crypt, tool_versions, write_passwd)
+                      sha512_crypt, tool_versions, wait_bounded, write_passwd)
 
 HOST = "127.0.0.1"
 HELD_SOURCES = [f"127.0.1.{i}" for i in range(1, 21)]
@@ -356,12 +356,8 @@ async def open_sessions(port: int, users: list[str], passwords: dict, concurrenc
                     w.close()
 
     tasks = [asyncio.create_task(one(i, u)) for i, u in enumerate(users)]
-    _, pending = await asyncio.wait(tasks, timeout=seconds + 130)
-    for t in pending:
-        t.cancel()
-    if pending:
-        errors["ramp: cancelled at time limit"] += len(pending)
-        await asyncio.gather(*pending, return_exceptions=True)
+    if cancelled := await wait_bounded(tasks, seconds + 130):
+        errors["ramp: cancelled at time limit"] += cancelled
     return held, login_lat
 
 
